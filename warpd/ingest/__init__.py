@@ -1,0 +1,51 @@
+"""Upstream decoding: framing, one decoder per provider format, format detection.
+
+``DECODERS`` maps each ``--format`` name to its decoder class; ``auto``
+detects the format from the first event with :func:`detect_format`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from warpd.errors import InputError
+from warpd.ingest.base import UpstreamDecoder, preview
+from warpd.ingest.openai_chat import OpenAIChatDecoder
+
+DECODERS: dict[str, type[UpstreamDecoder]] = {
+    OpenAIChatDecoder.name: OpenAIChatDecoder,
+}
+
+FORMATS: tuple[str, ...] = ("auto", *DECODERS)
+
+_probe_decoder = msgspec.json.Decoder()
+
+
+def detect_format(payload: bytes) -> type[UpstreamDecoder]:
+    """Return the decoder class for a stream whose first event is ``payload``.
+
+    Raises :class:`InputError` naming the formats tried and showing the start
+    of the event when no decoder recognises it.
+    """
+    try:
+        probe: Any = _probe_decoder.decode(payload)
+    except msgspec.DecodeError:
+        probe = None
+    if isinstance(probe, dict):
+        for decoder in DECODERS.values():
+            if decoder.detect(probe):
+                return decoder
+    known = ", ".join(DECODERS)
+    raise InputError(
+        f"cannot tell the stream's format from its first event (tried {known}); "
+        f"pass --format: the event starts {preview(payload)}"
+    )
+
+
+def check_format(name: str) -> str:
+    """Return ``name`` if it is a known format (or ``auto``), else raise InputError."""
+    if name not in FORMATS:
+        raise InputError(f"unknown format {name!r}: expected one of {', '.join(FORMATS)}")
+    return name

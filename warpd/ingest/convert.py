@@ -1,0 +1,79 @@
+"""Offline decoding: bytes of a recorded stream in, block messages out, no daemon.
+
+The engine of ``warpd convert``, of the tests that compare it with the daemon,
+and of the decode benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from warpd.errors import InputError
+from warpd.ingest import DECODERS
+from warpd.ingest.framing import Framing, make_framer
+from warpd.ingest.producer import ProducerStreams
+from warpd.protocol import BlocksMessage
+
+
+def framing_for(format: str, framing: Framing | Literal["auto"] = "auto") -> Framing | Literal["auto"]:
+    """The framing to split input of ``format`` with: raw for raw formats, else ``framing``."""
+    decoder = DECODERS.get(format)
+    return "raw" if decoder is not None and decoder.raw else framing
+
+
+def convert(
+    chunks: Iterable[bytes],
+    *,
+    format: str = "auto",
+    session: str = "default",
+    framing: Framing | Literal["auto"] = "auto",
+    errors: Literal["raise", "message"] = "raise",
+) -> Iterator[BlocksMessage]:
+    """Decode and assemble ``chunks`` (any split of the input bytes) into block messages.
+
+    Messages get ``seq`` 1, 2, … and streams ids ``session/1``, ``session/2``, …
+    as a fresh daemon would give them. A bad event raises :class:`InputError`
+    (with its input line) when ``errors="raise"``; with ``errors="message"`` the
+    stream it hit completes aborted with an error block, as in the daemon.
+    """
+    counter = 0
+
+    def new_stream_id() -> str:
+        nonlocal counter
+        counter += 1
+        return f"{session}/{counter}"
+
+    producer = ProducerStreams(session, format, new_stream_id)
+    framer = make_framer(framing_for(format, framing))
+    seq = 0
+    for chunk in _chunks_then_end(chunks):
+        events = framer.feed(chunk) if chunk is not None else framer.close()
+        for event in events:
+            failed = False
+            try:
+                messages = producer.feed(event.payload)
+            except InputError as exc:
+                if event.line:
+                    exc.message = f"line {event.line}: {exc.message}"
+                if errors == "raise":
+                    raise
+                # The bad event ends the input, as it ends a push connection.
+                messages = producer.fail(exc)
+                failed = True
+            for message in messages:
+                seq += 1
+                message.seq = seq
+                yield message
+            if failed:
+                return
+        if chunk is None:
+            for message in producer.end():
+                seq += 1
+                message.seq = seq
+                yield message
+
+
+def _chunks_then_end(chunks: Iterable[bytes]) -> Iterator[bytes | None]:
+    yield from chunks
+    yield None

@@ -1,0 +1,213 @@
+"""Splitting a byte stream into upstream events: SSE, JSON lines, or raw text.
+
+Framers are sans-I/O: ``feed(data)`` takes any chunk of bytes and returns the
+events completed by it; ``close()`` returns what the end of input completes.
+Lines are split on bytes (``\\r\\n``, ``\\n`` or ``\\r``) before anything is
+decoded, so a UTF-8 character split across reads is never broken.
+
+Each event is a :class:`FramedEvent`: the payload (an SSE event's ``data``,
+one JSON line, or a raw chunk) and the 1-based input line where it started,
+for error messages.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Framing = Literal["sse", "jsonl", "raw"]
+
+
+class FramedEvent(msgspec.Struct, gc=False):
+    """One upstream event's payload and the input line it started on (0 for raw chunks)."""
+
+    payload: bytes
+    line: int
+    name: str | None = None
+
+
+class LineSplitter:
+    """Splits bytes into lines on ``\\r\\n``, ``\\n`` or ``\\r``; keeps the partial last line."""
+
+    def __init__(self) -> None:
+        # The unfinished last line, kept as parts so that a long line arriving
+        # in many reads is joined once, not re-copied on every read.
+        self._partial: list[bytes] = []
+        # The previous chunk ended with \r: a \n starting the next one belongs to it.
+        self._swallow_lf = False
+        self.lines_seen = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the complete lines (without their endings) that ``data`` finishes."""
+        if self._swallow_lf and data[:1] == b"\n":
+            data = data[1:]
+        self._swallow_lf = False
+        if b"\n" not in data and b"\r" not in data:
+            if data:
+                self._partial.append(data)
+            return []
+        if self._partial:
+            self._partial.append(data)
+            data = b"".join(self._partial)
+            self._partial = []
+        if b"\r" in data:
+            self._swallow_lf = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
+        self.lines_seen += len(lines)
+        return lines
+
+    def close(self) -> list[bytes]:
+        """Return the last line if the input did not end with a line ending."""
+        rest = b"".join(self._partial)
+        self._partial = []
+        if rest:
+            self.lines_seen += 1
+            return [rest]
+        return []
+
+
+class SSEFramer:
+    """Server-Sent Events: ``data:`` lines joined by ``\\n`` until a blank line.
+
+    ``:`` comment lines, ``id:`` and ``retry:`` are ignored; ``event:`` names the
+    event. An event left without its blank line at the end of input is still
+    delivered (a cut-off recording keeps its last event).
+    """
+
+    def __init__(self) -> None:
+        self._lines = LineSplitter()
+        self._data: list[bytes] = []
+        self._name: str | None = None
+        self._start = 0
+
+    def feed(self, data: bytes) -> list[FramedEvent]:
+        return self._take(self._lines.feed(data))
+
+    def close(self) -> list[FramedEvent]:
+        events = self._take(self._lines.close())
+        if self._data:
+            events.append(self._dispatch())
+        return events
+
+    def _take(self, lines: list[bytes]) -> list[FramedEvent]:
+        events: list[FramedEvent] = []
+        first_line = self._lines.lines_seen - len(lines)
+        for offset, line in enumerate(lines, start=1):
+            if not line:
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._name = None
+                continue
+            if line[0] == 0x3A:  # b":" — a comment
+                continue
+            field, sep, value = line.partition(b":")
+            if sep and value[:1] == b" ":
+                value = value[1:]
+            if field == b"data":
+                if not self._data:
+                    self._start = first_line + offset
+                self._data.append(value)
+            elif field == b"event":
+                self._name = value.decode("utf-8", "replace")
+            # id:, retry: and unknown fields are ignored, as the SSE spec says.
+        return events
+
+    def _dispatch(self) -> FramedEvent:
+        payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        event = FramedEvent(payload, self._start, self._name)
+        self._data = []
+        self._name = None
+        return event
+
+
+class JSONLinesFramer:
+    """One event per non-blank line (JSON lines, NDJSON)."""
+
+    def __init__(self) -> None:
+        self._lines = LineSplitter()
+
+    def feed(self, data: bytes) -> list[FramedEvent]:
+        return self._take(self._lines.feed(data))
+
+    def close(self) -> list[FramedEvent]:
+        return self._take(self._lines.close())
+
+    def _take(self, lines: list[bytes]) -> list[FramedEvent]:
+        first_line = self._lines.lines_seen - len(lines)
+        return [
+            FramedEvent(line.strip(), first_line + offset)
+            for offset, line in enumerate(lines, start=1)
+            if line.strip()
+        ]
+
+
+class RawFramer:
+    """Every chunk is an event as it is (plain text; the decoder handles UTF-8)."""
+
+    def feed(self, data: bytes) -> list[FramedEvent]:
+        return [FramedEvent(data, 0)] if data else []
+
+    def close(self) -> list[FramedEvent]:
+        return []
+
+
+class AutoFramer:
+    """Chooses SSE or JSON lines from the first non-blank bytes of the input.
+
+    Input starting with ``{`` or ``[`` is JSON lines; anything else is SSE
+    (``data:``, ``event:``, ``:`` comments). ``framing`` tells which was chosen
+    once known.
+    """
+
+    def __init__(self) -> None:
+        self._inner: SSEFramer | JSONLinesFramer | None = None
+        self._pending = b""
+        self.framing: Framing | None = None
+
+    def feed(self, data: bytes) -> list[FramedEvent]:
+        if self._inner is None:
+            self._pending += data
+            start = self._pending.lstrip()
+            if not start:
+                return []
+            if start[:1] in (b"{", b"["):
+                self._inner, self.framing = JSONLinesFramer(), "jsonl"
+            else:
+                self._inner, self.framing = SSEFramer(), "sse"
+            data, self._pending = self._pending, b""
+        return self._inner.feed(data)
+
+    def close(self) -> list[FramedEvent]:
+        return self._inner.close() if self._inner is not None else []
+
+
+def make_framer(framing: Framing | Literal["auto"]) -> SSEFramer | JSONLinesFramer | RawFramer | AutoFramer:
+    """Return a new framer for ``framing`` (``auto`` picks SSE or JSON lines)."""
+    if framing == "sse":
+        return SSEFramer()
+    if framing == "jsonl":
+        return JSONLinesFramer()
+    if framing == "raw":
+        return RawFramer()
+    return AutoFramer()
+
+
+def sse_payload(frame: bytes) -> bytes:
+    """Return the ``data`` of a frame that holds one whole SSE event, else the frame.
+
+    Producers may send each event as its SSE text (``data: {...}``) instead of
+    its bare payload; this accepts both.
+    """
+    if frame[:5] != b"data:" and frame[:6] != b"event:" and frame[:1] != b":":
+        return frame
+    framer = SSEFramer()
+    events = framer.feed(frame) + framer.close()
+    if not events:
+        return b""
+    return events[0].payload if len(events) == 1 else b"\n".join(e.payload for e in events)

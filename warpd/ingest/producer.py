@@ -1,0 +1,142 @@
+"""ProducerStreams: a producer's frames in, the block messages of its streams out.
+
+This is the sans-I/O state of one push connection (or one ``warpd convert``
+input): it picks the format, runs a decoder and a BlockAssembler per stream,
+starts a new stream after each one ends, and numbers frames for errors.
+The daemon's push handler and ``warpd convert`` are thin loops around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from warpd.blocks import BlockAssembler
+from warpd.errors import FrameTooLarge, InputError
+from warpd.ingest import DECODERS, check_format, detect_format
+from warpd.ingest.base import UpstreamDecoder
+from warpd.ingest.framing import sse_payload
+from warpd.protocol import BlocksMessage, ErrorInfo
+
+
+class ProducerStreams:
+    """Turns one producer's frames into stream messages.
+
+    Call :meth:`feed` with each frame (one upstream event); when the input
+    ends call :meth:`end`, or :meth:`abort` if the producer went away, or
+    :meth:`fail` with the :class:`InputError` that :meth:`feed` raised. Each
+    returns the messages to publish, in order. ``new_stream_id`` is called
+    for each new stream and must return a fresh id (``session/N``).
+    """
+
+    def __init__(
+        self,
+        session: str,
+        format: str,
+        new_stream_id: Callable[[], str],
+        *,
+        max_frame_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.format = check_format(format)
+        self.frames = 0
+        self.streams: list[str] = []
+        self._decoder_class: type[UpstreamDecoder] | None = (
+            None if format == "auto" else DECODERS[format]
+        )
+        self._new_stream_id = new_stream_id
+        self._max_frame_bytes = max_frame_bytes
+        self._clock = clock
+        self._decoder: UpstreamDecoder | None = None
+        self._assembler: BlockAssembler | None = None
+
+    @property
+    def live(self) -> BlockAssembler | None:
+        """The assembler of the stream in progress, if any."""
+        return self._assembler
+
+    @property
+    def detected(self) -> str | None:
+        """The format in use (as detected, for ``auto``), once known."""
+        return self._decoder_class.name if self._decoder_class is not None else None
+
+    def feed(self, frame: bytes) -> list[BlocksMessage]:
+        """Decode one frame; raises :class:`InputError` (with its frame number) if it is bad."""
+        self.frames += 1
+        if self._max_frame_bytes is not None and len(frame) > self._max_frame_bytes:
+            raise FrameTooLarge(
+                f"event of {len(frame)} bytes is over the limit of {self._max_frame_bytes}",
+                frame=self.frames,
+            )
+        payload = frame if self._raw else sse_payload(frame)
+        if self._assembler is None:
+            if not self._raw and (not payload.strip() or payload.strip() == b"[DONE]"):
+                # Blank frames, and an end marker with no stream open (after
+                # a provider error ended it), carry nothing.
+                return []
+            try:
+                self._start(payload)
+            except InputError as exc:
+                exc.frame = self.frames
+                raise
+        assert self._decoder is not None and self._assembler is not None
+        try:
+            deltas = self._decoder.feed(payload)
+        except InputError as exc:
+            exc.frame = self.frames
+            raise
+        message = self._assembler.feed(deltas)
+        if self._decoder.ended:
+            self._stop()
+        return [message] if message is not None else []
+
+    def end(self) -> list[BlocksMessage]:
+        """The input ended: complete the live stream (aborted if its provider never ended it)."""
+        if self._decoder is None or self._assembler is None:
+            return []
+        message = self._assembler.feed(self._decoder.end_of_input())
+        if message is None or not self._assembler.done:
+            message = self._assembler.abort("input ended before the stream's end marker")
+        self._stop()
+        return [message]
+
+    def abort(self, reason: str) -> list[BlocksMessage]:
+        """Complete the live stream, if any, as aborted with ``reason``."""
+        if self._assembler is None:
+            return []
+        message = self._assembler.abort(reason)
+        self._stop()
+        return [message]
+
+    def fail(self, error: InputError) -> list[BlocksMessage]:
+        """Complete the live stream as aborted by ``error``, with an error block saying so.
+
+        If no stream was open, one is started to carry the error, so that
+        subscribers see it too.
+        """
+        if self._assembler is None:
+            self._assembler = BlockAssembler(
+                self.session, self._new_stream_id(), clock=self._clock
+            )
+            self.streams.append(self._assembler.stream)
+        message = self._assembler.abort(
+            f"bad input: {error}", error=ErrorInfo(str(error), "input")
+        )
+        self._stop()
+        return [message]
+
+    @property
+    def _raw(self) -> bool:
+        return self._decoder_class is not None and self._decoder_class.raw
+
+    def _start(self, payload: bytes) -> None:
+        if self._decoder_class is None:
+            self._decoder_class = detect_format(payload.strip())
+        self._decoder = self._decoder_class()
+        self._assembler = BlockAssembler(self.session, self._new_stream_id(), clock=self._clock)
+        self.streams.append(self._assembler.stream)
+
+    def _stop(self) -> None:
+        self._decoder = None
+        self._assembler = None

@@ -1,0 +1,199 @@
+"""The wire protocol: block messages for subscribers, replies for producers.
+
+Everything a peer can receive from the daemon is a tagged msgspec Struct whose
+``type`` field names it (see docs/protocol.md, the public description). Each
+process builds one encoder and one decoder and reuses them: call
+:func:`encode` and :func:`decode_server_message` rather than building new ones.
+
+Fields added later always get a default, so older peers keep decoding newer
+messages (unknown fields are ignored on decode).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+BlockType = Literal["text", "reasoning", "tool_call", "error"]
+
+
+class ToolFunction(msgspec.Struct, omit_defaults=True):
+    """A tool call's function: its name and (a fragment of) its JSON arguments."""
+
+    name: str = ""
+    arguments: str = ""
+
+
+class Tool(msgspec.Struct, omit_defaults=True):
+    """The ``tool`` of a ``tool_call`` block, shaped like OpenAI's tool call."""
+
+    id: str = ""
+    type: str = "function"
+    function: ToolFunction = msgspec.field(default_factory=ToolFunction)
+
+
+class ErrorInfo(msgspec.Struct, omit_defaults=True):
+    """What went wrong, carried by an ``error`` block.
+
+    ``source`` says whose error it is: ``provider`` (the LLM API reported it
+    in its stream), ``input`` (the producer sent something undecodable) or
+    ``warpd`` (the daemon ended the stream, e.g. on shutdown).
+    """
+
+    message: str
+    source: Literal["provider", "input", "warpd"] = "provider"
+    code: str | None = None
+
+
+class Block(msgspec.Struct, omit_defaults=True):
+    """One block of a stream: text, reasoning, a tool call or an error.
+
+    While ``streaming``, ``text`` and ``tool.function.arguments`` hold only the
+    fragment that arrived since the previous message; in the message that
+    completes the block (``complete: true``) they hold the whole value.
+    """
+
+    id: str
+    index: int
+    type: BlockType
+    streaming: bool
+    complete: bool
+    text: str | None = None
+    tool: Tool | None = None
+    error: ErrorInfo | None = None
+    # Which choice of an n>1 response this block belongs to; omitted when 0.
+    choice: int = 0
+    # The text is the model declining to answer (OpenAI ``refusal``).
+    refusal: bool = False
+    # Set on a completed tool_call whose arguments are not valid JSON.
+    invalid_arguments: bool = False
+    # Set on a block that was cut off before its provider ended it.
+    truncated: bool = False
+    # The provider's own name for this content when it is not one of ours
+    # (e.g. ``redacted_thinking``, ``server_tool_use``).
+    upstream_type: str | None = None
+    # Provider data we pass through as it is (signatures, citations, results).
+    data: dict[str, Any] | None = None
+
+
+class StreamMessage(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """Base of the messages that carry a stream's blocks (see subclasses)."""
+
+    session: str
+    stream: str
+    seq: int
+    streaming: bool
+    complete: bool
+    blocks: list[Block]
+    # Changes whenever the daemon's history starts afresh (a restart): a
+    # subscriber resuming with ``since`` compares it to know whether seq
+    # numbers still mean the same messages.
+    epoch: str = ""
+    # Unix time the daemon started the stream; on its first message and on
+    # snapshots and the final message.
+    created: float | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    # Per-choice finish reasons of an n>1 response, indexed by choice.
+    finish_reasons: list[str | None] | None = None
+    usage: dict[str, Any] | None = None
+    aborted: bool = False
+    abort_reason: str | None = None
+    # This subscriber fell behind and was resynchronised: messages between
+    # its last one and this one were replaced by snapshots.
+    resync: bool = False
+
+
+class BlocksMessage(StreamMessage, tag="blocks"):
+    """The blocks that changed in one upstream event, or a stream's final message."""
+
+
+class SnapshotMessage(StreamMessage, tag="snapshot"):
+    """A live stream's blocks so far, whole, for a subscriber that joins late."""
+
+
+class HelloMessage(msgspec.Struct, tag="hello", tag_field="type", omit_defaults=True):
+    """First message on every subscribe connection."""
+
+    epoch: str
+    sessions: list[str]
+    # The last seq of each subscribed session at the moment of joining.
+    seq: dict[str, int] = msgspec.field(default_factory=dict)
+    # Set when ``since`` was asked for but cannot be honoured, and why.
+    resume_failed: str | None = None
+
+
+class ErrorMessage(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
+    """An error for the peer that caused it (or a subscriber's request error).
+
+    ``frame`` is the 1-based number of the producer's frame at fault, if any.
+    """
+
+    message: str
+    frame: int | None = None
+    stream: str | None = None
+
+
+class EndMessage(msgspec.Struct, tag="end", tag_field="type", omit_defaults=True):
+    """Sent to a producer after its ``end`` control: every stream it pushed is complete."""
+
+    streams: list[str]
+
+
+class StatusMessage(msgspec.Struct, tag="status", tag_field="type", omit_defaults=True):
+    """The daemon's answer on ``/status``."""
+
+    version: str
+    epoch: str
+    pid: int
+    uptime: float
+    listen: list[str]
+    sessions: list[dict[str, Any]]
+
+
+ServerMessage = (
+    BlocksMessage | SnapshotMessage | HelloMessage | ErrorMessage | EndMessage | StatusMessage
+)
+
+
+class ProducerControl(msgspec.Struct, omit_defaults=True):
+    """A control frame from a producer, told apart from upstream events by its prefix.
+
+    ``end``: the producer has no more input; complete the live stream (as
+    aborted if its provider never ended it) and reply with :class:`EndMessage`.
+    ``abort``: the producer gives up; complete the live stream as aborted with
+    ``reason``.
+    """
+
+    warpd: Literal["end", "abort"]
+    reason: str | None = None
+
+
+# A producer's control frames are JSON objects whose first key is "warpd";
+# checking this prefix keeps the per-frame cost O(1) for upstream events.
+CONTROL_PREFIX = b'{"warpd":'
+
+_encoder = msgspec.json.Encoder()
+_server_decoder = msgspec.json.Decoder(ServerMessage)
+_control_decoder = msgspec.json.Decoder(ProducerControl)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Encode any protocol Struct to JSON bytes with the process's one encoder."""
+    return _encoder.encode(message)
+
+
+def decode_server_message(data: bytes | str) -> ServerMessage:
+    """Decode one message from the daemon; raises ``msgspec.DecodeError`` if malformed."""
+    return _server_decoder.decode(data)
+
+
+def decode_control(data: bytes) -> ProducerControl:
+    """Decode a producer control frame; raises ``msgspec.DecodeError`` if malformed."""
+    return _control_decoder.decode(data)
+
+
+def encode_control(kind: Literal["end", "abort"], reason: str | None = None) -> bytes:
+    """Encode a producer control frame (its first key is always ``warpd``)."""
+    return _encoder.encode(ProducerControl(warpd=kind, reason=reason))
