@@ -175,7 +175,7 @@ class ProducerControl(msgspec.Struct, omit_defaults=True):
 CONTROL_PREFIX = b'{"warpd":'
 
 _encoder = msgspec.json.Encoder()
-_server_decoder = msgspec.json.Decoder(ServerMessage)
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 _control_decoder = msgspec.json.Decoder(ProducerControl)
 
 

@@ -15,8 +15,10 @@ from warpd.ingest.framing import Framing, make_framer
 from warpd.ingest.producer import ProducerStreams
 from warpd.protocol import BlocksMessage
 
+FramingChoice = Framing | Literal["auto"]
 
-def framing_for(format: str, framing: Framing | Literal["auto"] = "auto") -> Framing | Literal["auto"]:
+
+def framing_for(format: str, framing: FramingChoice = "auto") -> FramingChoice:
     """The framing to split input of ``format`` with: raw for raw formats, else ``framing``."""
     decoder = DECODERS.get(format)
     return "raw" if decoder is not None and decoder.raw else framing
@@ -27,7 +29,7 @@ def convert(
     *,
     format: str = "auto",
     session: str = "default",
-    framing: Framing | Literal["auto"] = "auto",
+    framing: FramingChoice = "auto",
     errors: Literal["raise", "message"] = "raise",
 ) -> Iterator[BlocksMessage]:
     """Decode and assemble ``chunks`` (any split of the input bytes) into block messages.

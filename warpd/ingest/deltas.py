@@ -46,7 +46,7 @@ class ToolCallDelta(msgspec.Struct, gc=False):
 
 
 class BlockOpen(msgspec.Struct, gc=False):
-    """Announces a block before (or without) any fragment, e.g. a result block that arrives whole."""
+    """Announces a block before (or without) fragments, e.g. a result that arrives whole."""
 
     key: Hashable
     kind: Literal["text", "reasoning", "tool_call", "error"]

@@ -187,7 +187,10 @@ class AutoFramer:
         return self._inner.close() if self._inner is not None else []
 
 
-def make_framer(framing: Framing | Literal["auto"]) -> SSEFramer | JSONLinesFramer | RawFramer | AutoFramer:
+Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer
+
+
+def make_framer(framing: Framing | Literal["auto"]) -> Framer:
     """Return a new framer for ``framing`` (``auto`` picks SSE or JSON lines)."""
     if framing == "sse":
         return SSEFramer()
