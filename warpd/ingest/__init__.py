@@ -1,7 +1,10 @@
 """Upstream decoding: framing, one decoder per provider format, format detection.
 
 ``DECODERS`` maps each ``--format`` name to its decoder class; ``auto``
-detects the format from the first event with :func:`detect_format`.
+detects the format from the first event with :func:`detect_format` (each
+decoder's ``detect`` recognises only its own events, so at most one claims a
+first event). Plain text has no event to detect: with ``auto``, input that
+does not look like SSE or JSON (see ``framing.sniff_framing``) is text.
 """
 
 from __future__ import annotations
@@ -11,11 +14,22 @@ from typing import Any
 import msgspec
 
 from warpd.errors import InputError
+from warpd.ingest.anthropic import AnthropicDecoder
 from warpd.ingest.base import UpstreamDecoder, preview
+from warpd.ingest.ollama import OllamaDecoder
 from warpd.ingest.openai_chat import OpenAIChatDecoder
+from warpd.ingest.openai_responses import OpenAIResponsesDecoder
+from warpd.ingest.text import TextDecoder
 
 DECODERS: dict[str, type[UpstreamDecoder]] = {
-    OpenAIChatDecoder.name: OpenAIChatDecoder,
+    decoder.name: decoder
+    for decoder in (
+        OpenAIChatDecoder,
+        OpenAIResponsesDecoder,
+        AnthropicDecoder,
+        OllamaDecoder,
+        TextDecoder,
+    )
 }
 
 FORMATS: tuple[str, ...] = ("auto", *DECODERS)
@@ -37,7 +51,7 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
         for decoder in DECODERS.values():
             if decoder.detect(probe):
                 return decoder
-    known = ", ".join(DECODERS)
+    known = ", ".join(name for name, decoder in DECODERS.items() if not decoder.raw)
     raise InputError(
         f"cannot tell the stream's format from its first event (tried {known}); "
         f"pass --format: the event starts {preview(payload)}"

@@ -11,7 +11,7 @@ from typing import Literal
 
 from warpd.errors import InputError
 from warpd.ingest import DECODERS
-from warpd.ingest.framing import Framing, make_framer
+from warpd.ingest.framing import AutoFramer, Framing, make_framer
 from warpd.ingest.producer import ProducerStreams
 from warpd.protocol import BlocksMessage
 
@@ -48,9 +48,15 @@ def convert(
 
     producer = ProducerStreams(session, format, new_stream_id)
     framer = make_framer(framing_for(format, framing))
+    # Auto framing of auto format: input that is neither SSE nor JSON is text.
+    sniffing = isinstance(framer, AutoFramer) and format == "auto"
     seq = 0
     for chunk in _chunks_then_end(chunks):
         events = framer.feed(chunk) if chunk is not None else framer.close()
+        if sniffing and events:
+            sniffing = False
+            if isinstance(framer, AutoFramer) and framer.framing == "raw":
+                producer.plain_text_input()
         for event in events:
             failed = False
             try:

@@ -157,16 +157,43 @@ class RawFramer:
         return []
 
 
-class AutoFramer:
-    """Chooses SSE or JSON lines from the first non-blank bytes of the input.
+# What the first line of an SSE stream starts with (a comment starts with ":").
+_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
-    Input starting with ``{`` or ``[`` is JSON lines; anything else is SSE
-    (``data:``, ``event:``, ``:`` comments). ``framing`` tells which was chosen
-    once known.
+
+def sniff_framing(first_bytes: bytes) -> Framing:
+    """The framing of an input that starts with ``first_bytes``.
+
+    After leading whitespace, ``{`` or ``[`` is JSON lines; an SSE field
+    (``data:``, ``event:``, ``id:``, ``retry:``) or a ``:`` comment is SSE;
+    anything else is raw text. Give it enough bytes to hold ``retry:`` (or a
+    whole first line): fewer that could still become an SSE field name are
+    taken as text.
+    """
+    start = first_bytes.lstrip()
+    if start[:1] in (b"{", b"["):
+        return "jsonl"
+    if start.startswith(_SSE_STARTS):
+        return "sse"
+    return "raw"
+
+
+def _could_become_sse(start: bytes) -> bool:
+    """Whether more bytes could still make ``start`` an SSE field name."""
+    return any(len(start) < len(s) and s.startswith(start) for s in _SSE_STARTS)
+
+
+class AutoFramer:
+    """Chooses SSE, JSON lines or raw text from the start of the input (:func:`sniff_framing`).
+
+    It holds the input back until the first non-blank bytes decide (at most a
+    few bytes, or until :meth:`close`); nothing is lost, leading blank lines
+    included. ``framing`` tells which was chosen once known: callers with
+    format ``auto`` must then decode ``raw`` input as plain text.
     """
 
     def __init__(self) -> None:
-        self._inner: SSEFramer | JSONLinesFramer | None = None
+        self._inner: SSEFramer | JSONLinesFramer | RawFramer | None = None
         self._pending = b""
         self.framing: Framing | None = None
 
@@ -174,24 +201,40 @@ class AutoFramer:
         if self._inner is None:
             self._pending += data
             start = self._pending.lstrip()
-            if not start:
+            if not start or _could_become_sse(start):
                 return []
-            if start[:1] in (b"{", b"["):
-                self._inner, self.framing = JSONLinesFramer(), "jsonl"
-            else:
-                self._inner, self.framing = SSEFramer(), "sse"
+            self._choose()
             data, self._pending = self._pending, b""
+        assert self._inner is not None
         return self._inner.feed(data)
 
     def close(self) -> list[FramedEvent]:
-        return self._inner.close() if self._inner is not None else []
+        if self._inner is None:
+            if not self._pending.strip():
+                # Nothing but blank input: no stream at all.
+                return []
+            self._choose()
+            assert self._inner is not None
+            events = self._inner.feed(self._pending)
+            self._pending = b""
+            return events + self._inner.close()
+        return self._inner.close()
+
+    def _choose(self) -> None:
+        self.framing = sniff_framing(self._pending)
+        if self.framing == "jsonl":
+            self._inner = JSONLinesFramer()
+        elif self.framing == "sse":
+            self._inner = SSEFramer()
+        else:
+            self._inner = RawFramer()
 
 
 Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer
 
 
 def make_framer(framing: Framing | Literal["auto"]) -> Framer:
-    """Return a new framer for ``framing`` (``auto`` picks SSE or JSON lines)."""
+    """Return a new framer for ``framing`` (``auto`` picks SSE, JSON lines or raw text)."""
     if framing == "sse":
         return SSEFramer()
     if framing == "jsonl":

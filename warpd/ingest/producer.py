@@ -26,7 +26,8 @@ class ProducerStreams:
     ends call :meth:`end`, or :meth:`abort` if the producer went away, or
     :meth:`fail` with the :class:`InputError` that :meth:`feed` raised. Each
     returns the messages to publish, in order. ``new_stream_id`` is called
-    for each new stream and must return a fresh id (``session/N``).
+    for each new stream and must return a fresh id (``session/N``);
+    ``on_start``, if given, is called with each new stream's assembler.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class ProducerStreams:
         new_stream_id: Callable[[], str],
         *,
         max_frame_bytes: int | None = None,
+        on_start: Callable[[BlockAssembler], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
@@ -48,6 +50,7 @@ class ProducerStreams:
         self._new_stream_id = new_stream_id
         self._max_frame_bytes = max_frame_bytes
         self._clock = clock
+        self._on_start = on_start
         self._decoder: UpstreamDecoder | None = None
         self._assembler: BlockAssembler | None = None
 
@@ -60,6 +63,16 @@ class ProducerStreams:
     def detected(self) -> str | None:
         """The format in use (as detected, for ``auto``), once known."""
         return self._decoder_class.name if self._decoder_class is not None else None
+
+    def plain_text_input(self) -> None:
+        """Tell a producer of format ``auto`` that its input is plain text.
+
+        Call it before the first :meth:`feed` when the framer found neither SSE
+        nor JSON (``AutoFramer.framing == "raw"``): frames then go, as they
+        are, to the text decoder. With any other format it does nothing.
+        """
+        if self.format == "auto" and self._decoder is None:
+            self._decoder_class = DECODERS["text"]
 
     def feed(self, frame: bytes) -> list[BlocksMessage]:
         """Decode one frame; raises :class:`InputError` (with its frame number) if it is bad."""
@@ -116,10 +129,8 @@ class ProducerStreams:
         subscribers see it too.
         """
         if self._assembler is None:
-            self._assembler = BlockAssembler(
-                self.session, self._new_stream_id(), clock=self._clock
-            )
-            self.streams.append(self._assembler.stream)
+            self._new_assembler()
+        assert self._assembler is not None
         message = self._assembler.abort(
             f"bad input: {error}", error=ErrorInfo(str(error), "input")
         )
@@ -134,8 +145,14 @@ class ProducerStreams:
         if self._decoder_class is None:
             self._decoder_class = detect_format(payload.strip())
         self._decoder = self._decoder_class()
-        self._assembler = BlockAssembler(self.session, self._new_stream_id(), clock=self._clock)
-        self.streams.append(self._assembler.stream)
+        self._new_assembler()
+
+    def _new_assembler(self) -> None:
+        assembler = BlockAssembler(self.session, self._new_stream_id(), clock=self._clock)
+        self._assembler = assembler
+        self.streams.append(assembler.stream)
+        if self._on_start is not None:
+            self._on_start(assembler)
 
     def _stop(self) -> None:
         self._decoder = None

@@ -1,0 +1,345 @@
+"""OpenAI Responses API stream events to deltas.
+
+Output items are addressed by ``output_index`` (proxies may rotate
+``item_id``), and must be announced by ``response.output_item.added`` before
+any event refers to them:
+
+- ``message`` items: each content part (``content_index``) of
+  ``output_text.delta`` is a text block, of ``refusal.delta`` a text block
+  flagged ``refusal``; ``output_text.annotation.added`` appends to the text
+  block's ``data["annotations"]``.
+- ``reasoning`` items: each summary part (``summary_index``) of
+  ``reasoning_summary_text.delta``, and each ``reasoning_text.delta`` part, is
+  a reasoning block. (The encrypted reasoning itself is not shown.)
+- ``function_call`` items are tool calls: ``call_id`` and ``name`` come from
+  ``output_item.added`` (``function_call_arguments.done`` has no name), the
+  arguments from ``function_call_arguments.delta``.
+- any other item (``web_search_call``, ``file_search_call``, …) is passed
+  through: a text block with no text, the item in ``data`` and its type in
+  ``upstream_type``, updated by its ``output_item.done``.
+
+A ``.done`` event whose text (or arguments) never came in deltas supplies it
+whole. An item's blocks complete at its ``output_item.done``, flagged
+``truncated`` when the item's status is ``incomplete``.
+
+How the stream ends, and the ``finish_reason`` it gets:
+
+- ``response.completed``: finish reason ``completed`` (the response's status;
+  the Responses API has no other stop reason).
+- ``response.incomplete``: the provider ended the response early, but ended
+  it: not aborted. The finish reason is ``incomplete_details.reason``
+  (``max_output_tokens``, ``content_filter``; ``incomplete`` when absent), and
+  blocks of items that never got their ``output_item.done`` complete
+  ``truncated``.
+- ``response.failed`` and the ``error`` event: the stream is aborted with an
+  error block naming the provider's error code and message (open blocks
+  complete truncated). Like the SDKs, the stream ends at the first of them.
+- Input ending before any of these: aborted.
+
+Event types not listed (progress events of built-in tools, ``content_part``
+and ``summary_part`` bookkeeping, audio) carry nothing we show and are
+ignored. Events out of order (a delta before its item was added, or after it
+was done, or of the wrong kind for its item) raise :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import msgspec
+
+from warpd.errors import InputError
+from warpd.ingest.base import UpstreamDecoder, decode_json
+from warpd.ingest.deltas import (
+    BlockData,
+    BlockDone,
+    BlockOpen,
+    ChoiceFinish,
+    Delta,
+    StreamEnd,
+    StreamInfo,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+)
+
+
+class _Error(msgspec.Struct):
+    code: str | int | None = None
+    message: str | None = None
+    type: str | None = None
+
+
+class _Incomplete(msgspec.Struct):
+    reason: str | None = None
+
+
+class _Response(msgspec.Struct):
+    model: str | None = None
+    usage: dict[str, Any] | None = None
+    error: _Error | None = None
+    incomplete_details: _Incomplete | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str
+    output_index: int | None = None
+    content_index: int | None = None
+    summary_index: int | None = None
+    delta: str | None = None
+    text: str | None = None
+    refusal: str | None = None
+    arguments: str | None = None
+    item: dict[str, Any] | None = None
+    annotation: Any = None
+    response: _Response | None = None
+    # The ``error`` event: code and message at the top level (or, from some
+    # proxies, nested under ``error``).
+    code: str | int | None = None
+    message: str | None = None
+    error: _Error | None = None
+
+
+_event_decoder = msgspec.json.Decoder(_Event)
+_WHAT = "OpenAI Responses event"
+
+# Which item type each content event belongs to, and the block it feeds:
+# event type -> (item type, block kind, event field that indexes the part).
+_TEXT_EVENTS: dict[str, tuple[str, str, str]] = {
+    "response.output_text.delta": ("message", "text", "content_index"),
+    "response.output_text.done": ("message", "text", "content_index"),
+    "response.refusal.delta": ("message", "refusal", "content_index"),
+    "response.refusal.done": ("message", "refusal", "content_index"),
+    "response.reasoning_summary_text.delta": ("reasoning", "summary", "summary_index"),
+    "response.reasoning_summary_text.done": ("reasoning", "summary", "summary_index"),
+    "response.reasoning_text.delta": ("reasoning", "reasoning", "content_index"),
+    "response.reasoning_text.done": ("reasoning", "reasoning", "content_index"),
+}
+
+
+class _Item:
+    """One output item between its ``added`` and ``done`` events."""
+
+    __slots__ = ("type", "keys", "done", "got_arguments")
+
+    def __init__(self, type: str) -> None:
+        self.type = type
+        # Keys of the blocks this item opened, in order, with whether any
+        # content reached them (for .done events that carry the whole value).
+        self.keys: dict[Hashable, bool] = {}
+        self.done = False
+        self.got_arguments = False
+
+
+class OpenAIResponsesDecoder(UpstreamDecoder):
+    """Decodes OpenAI Responses API stream events (see the module docstring)."""
+
+    name = "openai-responses"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: dict[int, _Item] = {}
+        self._model: str | None = None
+
+    @classmethod
+    def detect(cls, probe: dict[str, Any]) -> bool:
+        kind = probe.get("type")
+        if not isinstance(kind, str):
+            return False
+        if kind.startswith("response."):
+            return True
+        # Its error event has code/message at the top level (Anthropic nests them).
+        return kind == "error" and (
+            "sequence_number" in probe or not isinstance(probe.get("error"), dict)
+        )
+
+    def feed(self, payload: bytes) -> list[Delta]:
+        event: _Event = decode_json(_event_decoder, payload, _WHAT)
+        kind = event.type
+        out: list[Delta] = []
+        text_event = _TEXT_EVENTS.get(kind)
+        if text_event is not None:
+            self._on_text(event, *text_event, out)
+        elif kind == "response.function_call_arguments.delta":
+            item = self._item(event, "function_call")
+            item.got_arguments = True
+            if event.delta:
+                out.append(ToolCallDelta(("item", event.output_index), event.delta))
+        elif kind == "response.function_call_arguments.done":
+            item = self._item(event, "function_call")
+            if not item.got_arguments and event.arguments:
+                out.append(ToolCallDelta(("item", event.output_index), event.arguments))
+            item.got_arguments = True
+        elif kind == "response.output_item.added":
+            self._on_item_added(event, out)
+        elif kind == "response.output_item.done":
+            self._on_item_done(event, out)
+        elif kind == "response.output_text.annotation.added":
+            item = self._item(event, "message")
+            key = ("text", event.output_index, event.content_index or 0)
+            self._open_text(item, key, out)
+            out.append(BlockData(key, "annotations", event.annotation, append=True))
+        elif kind in ("response.created", "response.in_progress", "response.queued"):
+            self._info(event.response, out)
+        elif kind == "response.completed":
+            self._info(event.response, out)
+            self.ended = True
+            out.append(ChoiceFinish(0, "completed"))
+            out.append(StreamEnd())
+        elif kind == "response.incomplete":
+            self._info(event.response, out)
+            for item in self._items.values():
+                if not item.done:
+                    out.extend(BlockDone(key, truncated=True) for key in item.keys)
+            details = event.response.incomplete_details if event.response else None
+            self.ended = True
+            out.append(ChoiceFinish(0, (details.reason if details else None) or "incomplete"))
+            out.append(StreamEnd())
+        elif kind == "response.failed":
+            self._info(event.response, out)
+            error = event.response.error if event.response else None
+            self._fail(error or _Error(), out)
+        elif kind == "error":
+            self._fail(event.error or _Error(event.code, event.message), out)
+        return out
+
+    def end_of_input(self) -> list[Delta]:
+        if self.ended:
+            return []
+        self.ended = True
+        return [StreamEnd(aborted=True, reason="input ended before response.completed")]
+
+    # -- events ---------------------------------------------------------------
+
+    def _on_item_added(self, event: _Event, out: list[Delta]) -> None:
+        index, item_data = self._item_event(event)
+        if index in self._items:
+            raise InputError(f"{event.type} for output_index {index}, already added")
+        itype = _field(item_data, "type", event) or "unknown"
+        item = self._items[index] = _Item(itype)
+        key = ("item", index)
+        if itype == "function_call":
+            item.keys[key] = True
+            arguments = _field(item_data, "arguments", event)
+            item.got_arguments = bool(arguments)
+            out.append(
+                ToolCallDelta(
+                    key,
+                    arguments or "",
+                    _field(item_data, "call_id", event) or _field(item_data, "id", event),
+                    _field(item_data, "name", event),
+                    "function",
+                )
+            )
+        elif itype not in ("message", "reasoning"):
+            item.keys[key] = True
+            out.append(BlockOpen(key, "text", upstream_type=itype, data=item_data))
+
+    def _on_item_done(self, event: _Event, out: list[Delta]) -> None:
+        index, item_data = self._item_event(event)
+        item = self._items.get(index)
+        if item is None or item.done:
+            raise InputError(self._order_message(event, index, item))
+        key = ("item", index)
+        if item.type == "function_call":
+            arguments = _field(item_data, "arguments", event)
+            out.append(
+                ToolCallDelta(
+                    key,
+                    arguments if arguments and not item.got_arguments else "",
+                    _field(item_data, "call_id", event),
+                    _field(item_data, "name", event),
+                )
+            )
+        elif key in item.keys:
+            out.append(BlockOpen(key, "text", upstream_type=item.type, data=item_data))
+        truncated = _field(item_data, "status", event) == "incomplete"
+        out.extend(BlockDone(k, truncated=truncated) for k in item.keys)
+        item.done = True
+
+    def _on_text(
+        self, event: _Event, item_type: str, kind: str, part_field: str, out: list[Delta]
+    ) -> None:
+        item = self._item(event, item_type)
+        part = getattr(event, part_field)
+        key = (kind, event.output_index, part if part is not None else 0)
+        if event.type.endswith(".delta"):
+            text = event.delta
+        elif not item.keys.get(key):
+            # A .done event carries the whole value, which we only need when
+            # no delta brought it.
+            text = event.refusal if kind == "refusal" else event.text
+        else:
+            return
+        if text:
+            item.keys[key] = True
+            out.append(_text_delta(key, kind, text))
+
+    # -- helpers --------------------------------------------------------------
+
+    def _open_text(self, item: _Item, key: Hashable, out: list[Delta]) -> None:
+        """Open the text block ``key`` of ``item`` if no content opened it yet."""
+        if key not in item.keys:
+            item.keys[key] = False
+            out.append(_text_delta(key, "text", ""))
+
+    def _item(self, event: _Event, item_type: str) -> _Item:
+        """The live item an event refers to; InputError if it is not one of ``item_type``."""
+        index = event.output_index
+        if index is None:
+            raise InputError(f"{event.type} without output_index")
+        item = self._items.get(index)
+        if item is None or item.done:
+            raise InputError(self._order_message(event, index, item))
+        if item.type != item_type:
+            raise InputError(
+                f"{event.type} for output_index {index}, a {item.type} item (expected {item_type})"
+            )
+        return item
+
+    @staticmethod
+    def _order_message(event: _Event, index: int, item: _Item | None) -> str:
+        if item is None:
+            return f"{event.type} for output_index {index} before its response.output_item.added"
+        return f"{event.type} for output_index {index} after its response.output_item.done"
+
+    @staticmethod
+    def _item_event(event: _Event) -> tuple[int, dict[str, Any]]:
+        if event.output_index is None:
+            raise InputError(f"{event.type} without output_index")
+        if event.item is None:
+            raise InputError(f"{event.type} without its item")
+        return event.output_index, event.item
+
+    def _info(self, response: _Response | None, out: list[Delta]) -> None:
+        if response is None:
+            return
+        model = response.model if response.model != self._model else None
+        if model is not None:
+            self._model = model
+        if model is not None or response.usage:
+            out.append(StreamInfo(model=model, usage=response.usage or None))
+
+    def _fail(self, error: _Error, out: list[Delta]) -> None:
+        code = None if error.code is None else str(error.code)
+        label = code or error.type
+        text = error.message or "unknown error"
+        message = f"{label}: {text}" if label else text
+        self.ended = True
+        out.append(UpstreamError(message, code or error.type))
+        out.append(StreamEnd(aborted=True, reason=f"provider error: {message}"))
+
+
+def _text_delta(key: Hashable, kind: str, text: str) -> TextDelta:
+    if kind == "refusal":
+        return TextDelta(key, "text", text, refusal=True)
+    return TextDelta(key, "text" if kind == "text" else "reasoning", text)
+
+
+def _field(item: dict[str, Any], name: str, event: _Event) -> str | None:
+    """A string field of an item, or None; InputError if it holds something else."""
+    value = item.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InputError(f"{event.type}: item field {name!r} is not a string: {value!r:.60}")
