@@ -124,6 +124,19 @@ class HelloMessage(msgspec.Struct, tag="hello", tag_field="type", omit_defaults=
     resume_failed: str | None = None
 
 
+class ResyncMessage(msgspec.Struct, tag="resync", tag_field="type", omit_defaults=True):
+    """This subscriber fell behind: ``dropped`` messages of ``session`` were not sent.
+
+    What follows makes up for them: the final messages of streams that
+    completed meanwhile, then a snapshot (``resync: true``) of each live
+    stream as of ``seq``; live messages continue after ``seq``.
+    """
+
+    session: str
+    seq: int
+    dropped: int = 0
+
+
 class ErrorMessage(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
     """An error for the peer that caused it (or a subscriber's request error).
 
@@ -153,7 +166,13 @@ class StatusMessage(msgspec.Struct, tag="status", tag_field="type", omit_default
 
 
 ServerMessage = (
-    BlocksMessage | SnapshotMessage | HelloMessage | ErrorMessage | EndMessage | StatusMessage
+    BlocksMessage
+    | SnapshotMessage
+    | HelloMessage
+    | ResyncMessage
+    | ErrorMessage
+    | EndMessage
+    | StatusMessage
 )
 
 

@@ -1,0 +1,71 @@
+"""Addresses the daemon listens on and clients connect to.
+
+``unix:PATH`` or a bare path is a Unix socket; ``ws://HOST:PORT`` (or
+``wss://``) is TCP. Clients take ``--connect``, else ``WARPD_ADDR``, else the
+default Unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from warpd.config import default_socket_path
+from warpd.errors import ConfigError
+
+
+class Address(msgspec.Struct, frozen=True):
+    """A parsed address: a Unix socket ``path``, or a TCP ``host``/``port``."""
+
+    kind: Literal["unix", "tcp"]
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    tls: bool = False
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
+
+    def uri(self, path_and_query: str) -> str:
+        """The WebSocket URI for a request to ``path_and_query`` (e.g. ``/push?session=x``)."""
+        if self.kind == "unix":
+            return f"ws://localhost{path_and_query}"
+        return f"{self}{path_and_query}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse an address; raises ConfigError saying what forms are accepted."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise ConfigError("address 'unix:' needs a path, e.g. unix:/run/user/1000/warpd.sock")
+        return Address("unix", path=os.path.expanduser(path))
+    if text.startswith(("ws://", "wss://")):
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None or parts.path not in ("", "/"):
+            raise ConfigError(f"address {text!r}: expected ws://HOST:PORT, e.g. ws://127.0.0.1:8765")
+        return Address("tcp", host=parts.hostname, port=port, tls=parts.scheme == "wss")
+    if "/" in text or text.endswith(".sock"):
+        return Address("unix", path=os.path.expanduser(text))
+    raise ConfigError(
+        f"cannot understand address {text!r}: use unix:PATH, a socket path, or ws://HOST:PORT"
+    )
+
+
+def client_address(explicit: str | None = None) -> Address:
+    """The address a client should connect to: ``explicit``, ``$WARPD_ADDR``, or the default."""
+    text = explicit or os.environ.get("WARPD_ADDR")
+    if text:
+        return parse_address(text)
+    return Address("unix", path=str(default_socket_path()))

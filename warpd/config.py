@@ -1,0 +1,129 @@
+"""Configuration: config.toml decoded into msgspec Structs, with defaults and XDG paths.
+
+Every field has a default, so an absent or empty file is a valid config; an
+unknown key or a wrong type is a :class:`~warpd.errors.ConfigError` naming the
+file and the field. The repository's ``config.toml`` documents every default
+(a test checks it decodes to exactly ``Config()``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from warpd.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Where the daemon listens."""
+
+    # Addresses to listen on: "unix:PATH", a bare path, or "ws://HOST:PORT".
+    # Empty: the Unix socket $XDG_RUNTIME_DIR/warpd/warpd.sock.
+    listen: list[str] = msgspec.field(default_factory=list)
+
+
+class _PositiveNumbers(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A section whose every field is a positive number."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value <= 0:
+                # msgspec reports a ValueError here with the section's path.
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+class LimitsConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=True):
+    """Bounds that keep one peer from hurting the others."""
+
+    max_frame_bytes: int = MiB
+    max_sessions: int = 1000
+    max_subscribers: int = 1000
+    max_streams_per_session: int = 64
+    # Bytes queued for one subscriber before it counts as behind and is
+    # resynchronised with snapshots instead.
+    outbox_bytes: int = MiB
+    # A subscriber still behind after this many seconds is disconnected.
+    stall_timeout: float = 60.0
+    # A producer that sends nothing for this long has its stream aborted.
+    producer_idle_timeout: float = 300.0
+    # Seconds between keepalive pings (and the time allowed for the pong).
+    ping_interval: float = 20.0
+    # Seconds a graceful shutdown waits for subscribers to drain.
+    shutdown_timeout: float = 5.0
+
+
+class HistoryConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=True):
+    """What each session remembers for late joiners and resuming subscribers."""
+
+    messages: int = 10_000
+    bytes: int = 8 * MiB
+    # Final messages of completed streams kept per session (for --replay).
+    completed_streams: int = 50
+    # All sessions' history together never holds more than this.
+    total_bytes: int = 256 * MiB
+
+
+class LogConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Logging to stderr."""
+
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The whole configuration of a warpd daemon."""
+
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+
+def runtime_dir() -> Path:
+    """warpd's runtime directory: ``$XDG_RUNTIME_DIR/warpd``, else a per-user dir in /tmp."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return Path(base) / "warpd"
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"warpd-{os.getuid()}"
+
+
+def default_socket_path() -> Path:
+    """The Unix socket the daemon listens on and clients connect to by default."""
+    return runtime_dir() / "warpd.sock"
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/warpd/config.toml`` (``~/.config`` when unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "warpd" / "config.toml"
+
+
+def parse_config(data: bytes | str, source: str = "config") -> Config:
+    """Decode TOML text into a Config; raises ConfigError naming ``source`` and the field."""
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load ``path``, or the default config file if it exists, else the defaults.
+
+    An explicitly given path must exist.
+    """
+    if path is None:
+        path = default_config_path()
+        if not path.exists():
+            return Config()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    return parse_config(data, str(path))

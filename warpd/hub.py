@@ -1,0 +1,390 @@
+"""The hub: sessions, sequence numbers, history, subscribers and their outboxes.
+
+The hub does no I/O and never awaits: :meth:`Hub.publish` numbers a message,
+encodes it once and puts the same bytes in every subscriber's outbox; the
+server's writer task per subscriber drains the outbox to its socket.
+
+Slow-subscriber policy: an outbox is bounded in bytes. When a message would
+take it past the bound, everything queued is dropped and the subscriber is
+marked behind; further messages are not queued for it. When its writer next
+drains the outbox it calls :meth:`Hub.resync`, which queues a ``resync``
+message per session, the final messages of streams that completed since the
+last message it was sent, and a snapshot of every live stream — so it ends
+with the same final blocks as everyone else, and its memory cost stays
+bounded whatever it does.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from warpd.blocks import BlockAssembler
+from warpd.config import Config
+from warpd.protocol import (
+    BlocksMessage,
+    HelloMessage,
+    ResyncMessage,
+    StreamMessage,
+    encode,
+)
+
+_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+
+
+def check_session_name(name: str) -> str | None:
+    """Return why ``name`` is not a valid session name, or None if it is."""
+    if _SESSION_NAME.fullmatch(name):
+        return None
+    return (
+        f"invalid session name {name[:80]!r}: use 1-128 letters, digits and . _ : @ + -, "
+        "starting with a letter or digit"
+    )
+
+
+class HubLimitError(Exception):
+    """A configured limit refuses the request; the message says which."""
+
+
+class SubscriberOutbox:
+    """Encoded messages waiting for one subscriber's socket, bounded in bytes.
+
+    The hub calls :meth:`put`; the subscriber's writer waits until woken, then
+    calls :meth:`take` and sends what it gets. ``behind`` means messages were
+    dropped: the writer must call :meth:`Hub.resync` before taking more.
+    """
+
+    def __init__(self, limit: int, wake: Callable[[], None]) -> None:
+        self.limit = limit
+        self._wake = wake
+        self._queue: deque[tuple[str, int, bytes]] = deque()
+        self.queued_bytes = 0
+        self.behind = False
+        self.behind_since = 0.0
+        self.dropped = 0
+        # Sessions whose messages were dropped since the last resync.
+        self.dropped_sessions: set[str] = set()
+
+    def put(self, session: str, seq: int, data: bytes, *, force: bool = False) -> None:
+        """Queue a message, or start dropping if it would pass the bound.
+
+        ``force`` queues it regardless (resync material, which must get through).
+        """
+        if self.behind and not force:
+            self.dropped += 1
+            self.dropped_sessions.add(session)
+            return
+        size = len(data)
+        if not force and self._queue and self.queued_bytes + size > self.limit:
+            self.dropped += len(self._queue) + 1
+            self.dropped_sessions.update(entry[0] for entry in self._queue)
+            self.dropped_sessions.add(session)
+            self._queue.clear()
+            self.queued_bytes = 0
+            self.behind = True
+            self.behind_since = time.monotonic()
+            self._wake()
+            return
+        self._queue.append((session, seq, data))
+        self.queued_bytes += size
+        self._wake()
+
+    def take(self) -> list[tuple[str, int, bytes]]:
+        """Everything queued, oldest first: (session, seq, bytes); seq 0 for control messages."""
+        items = list(self._queue)
+        self._queue.clear()
+        self.queued_bytes = 0
+        return items
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class Subscriber:
+    """One subscribe connection: the sessions it follows and its outbox."""
+
+    def __init__(self, conn_id: str, sessions: frozenset[str], outbox: SubscriberOutbox) -> None:
+        self.conn_id = conn_id
+        self.sessions = sessions
+        self.wildcard = "*" in sessions
+        self.outbox = outbox
+        # The seq of the last message handed to the writer, per session: what
+        # a resync must make up for.
+        self.sent_seq: dict[str, int] = {}
+        self.resyncs = 0
+        self.connected_at = time.monotonic()
+
+    def follows(self, session: str) -> bool:
+        return self.wildcard or session in self.sessions
+
+
+class Session:
+    """A named session: its seq counter, live streams, history and subscribers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seq = 0
+        self.streams_started = 0
+        self.live: dict[str, BlockAssembler] = {}
+        self.subscribers: set[Subscriber] = set()
+        # Recent messages as sent, for resume (since=SEQ): (seq, bytes).
+        self.history: deque[tuple[int, bytes]] = deque()
+        self.history_bytes = 0
+        # Final messages of completed streams: (seq, bytes), for resync and replay.
+        self.completed: deque[tuple[int, bytes]] = deque()
+
+
+class Hub:
+    """All sessions of one daemon. Not thread-safe: use from the event loop only."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # A new epoch per daemon start: seq numbers of another epoch mean nothing here.
+        self.epoch = secrets.token_hex(8)
+        self.sessions: dict[str, Session] = {}
+        self._wildcard: set[Subscriber] = set()
+        self.subscriber_count = 0
+        self.messages_published = 0
+        self._history_total = 0
+
+    # -- sessions and streams -----------------------------------------------
+
+    def session(self, name: str) -> Session:
+        """The session called ``name``, created on first use (within the limit)."""
+        session = self.sessions.get(name)
+        if session is None:
+            if len(self.sessions) >= self.config.limits.max_sessions:
+                raise HubLimitError(
+                    f"too many sessions ({self.config.limits.max_sessions}, limits.max_sessions)"
+                )
+            session = self.sessions[name] = Session(name)
+        return session
+
+    def new_stream_id(self, name: str) -> str:
+        """A fresh stream id in session ``name`` (``name/N``), within the live-stream limit."""
+        session = self.session(name)
+        limit = self.config.limits.max_streams_per_session
+        if len(session.live) >= limit:
+            raise HubLimitError(
+                f"session {name!r} already has {limit} live streams "
+                "(limits.max_streams_per_session)"
+            )
+        session.streams_started += 1
+        return f"{name}/{session.streams_started}"
+
+    def stream_started(self, assembler: BlockAssembler) -> None:
+        """Register a live stream, so late joiners get its snapshot."""
+        self.session(assembler.session).live[assembler.stream] = assembler
+
+    def publish(self, message: BlocksMessage) -> bytes:
+        """Number, encode once, record and fan out a message; return its bytes."""
+        session = self.session(message.session)
+        session.seq += 1
+        seq = message.seq = session.seq
+        message.epoch = self.epoch
+        data = encode(message)
+        self.messages_published += 1
+        self._remember(session, seq, data)
+        if message.complete and not message.streaming:
+            session.live.pop(message.stream, None)
+            session.completed.append((seq, data))
+            while len(session.completed) > self.config.history.completed_streams:
+                session.completed.popleft()
+        name = session.name
+        for subscriber in session.subscribers:
+            subscriber.outbox.put(name, seq, data)
+        for subscriber in self._wildcard:
+            subscriber.outbox.put(name, seq, data)
+        return data
+
+    def _remember(self, session: Session, seq: int, data: bytes) -> None:
+        history = session.history
+        history.append((seq, data))
+        session.history_bytes += len(data)
+        self._history_total += len(data)
+        limits = self.config.history
+        while history and (
+            len(history) > limits.messages
+            or session.history_bytes > limits.bytes
+            or self._history_total > limits.total_bytes
+        ):
+            _, old = history.popleft()
+            session.history_bytes -= len(old)
+            self._history_total -= len(old)
+
+    # -- subscribers ----------------------------------------------------------
+
+    def subscribe(
+        self,
+        conn_id: str,
+        names: Iterable[str],
+        wake: Callable[[], None],
+        *,
+        since: dict[str, int] | None = None,
+        epoch: str | None = None,
+        replay: int = 0,
+    ) -> Subscriber:
+        """Add a subscriber and queue what it must see first.
+
+        Its outbox gets a ``hello``, then (with ``replay``) the final messages
+        of the last ``replay`` completed streams of each session, then per
+        session either the messages after ``since[session]`` (or ``since["*"]``)
+        from history — when ``epoch`` is this daemon's and history still holds
+        them — or snapshots of the live streams (``hello.resume_failed`` says
+        why a resume was not possible). Live messages follow with no gap and no
+        duplicate, since nothing is published in between.
+        """
+        if self.subscriber_count >= self.config.limits.max_subscribers:
+            raise HubLimitError(
+                f"too many subscribers ({self.config.limits.max_subscribers}, "
+                "limits.max_subscribers)"
+            )
+        wanted = frozenset(names)
+        outbox = SubscriberOutbox(self.config.limits.outbox_bytes, wake)
+        subscriber = Subscriber(conn_id, wanted, outbox)
+        sessions = (
+            list(self.sessions.values())
+            if subscriber.wildcard
+            else [self.session(name) for name in sorted(wanted)]
+        )
+        resume_failed: str | None = None
+        if since is not None and epoch != self.epoch:
+            resume_failed = (
+                f"epoch {epoch or '(none)'} is not the daemon's ({self.epoch}): "
+                "the daemon restarted and its history is gone"
+            )
+        plan: list[tuple[Session, int | None]] = []
+        for session in sessions:
+            after = None if since is None else since.get(session.name, since.get("*"))
+            if after is not None and resume_failed is None:
+                oldest = session.history[0][0] if session.history else session.seq + 1
+                if after < session.seq and oldest > after + 1:
+                    resume_failed = (
+                        f"history of session {session.name!r} starts at seq {oldest}, "
+                        f"after {after}"
+                    )
+            plan.append((session, after))
+        hello = HelloMessage(
+            epoch=self.epoch,
+            sessions=sorted(wanted),
+            seq={s.name: s.seq for s in sessions},
+            resume_failed=resume_failed,
+        )
+        outbox.put("", 0, encode(hello))
+        for session, after in plan:
+            resuming = after is not None and resume_failed is None
+            for seq, data in list(session.completed)[-replay:] if replay > 0 else ():
+                # A resume replays what came after ``after`` from history below.
+                if not resuming or seq <= (after or 0):
+                    outbox.put(session.name, seq, data, force=True)
+            if resuming:
+                for seq, data in session.history:
+                    if seq > (after or 0):
+                        outbox.put(session.name, seq, data, force=True)
+            else:
+                for snapshot in self._snapshots(session, resync=False):
+                    outbox.put(session.name, session.seq, snapshot, force=True)
+            subscriber.sent_seq[session.name] = session.seq
+        if subscriber.wildcard:
+            self._wildcard.add(subscriber)
+        else:
+            for session in sessions:
+                session.subscribers.add(subscriber)
+        self.subscriber_count += 1
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Remove a subscriber (idempotent)."""
+        if subscriber.wildcard:
+            if subscriber in self._wildcard:
+                self._wildcard.discard(subscriber)
+                self.subscriber_count -= 1
+            return
+        removed = False
+        for name in subscriber.sessions:
+            session = self.sessions.get(name)
+            if session is not None and subscriber in session.subscribers:
+                session.subscribers.discard(subscriber)
+                removed = True
+        if removed:
+            self.subscriber_count -= 1
+
+    def sessions_of(self, subscriber: Subscriber) -> list[Session]:
+        """The sessions a subscriber follows now (for ``*``, every session)."""
+        if subscriber.wildcard:
+            return list(self.sessions.values())
+        return [self.sessions[n] for n in sorted(subscriber.sessions) if n in self.sessions]
+
+    def resync(self, subscriber: Subscriber) -> None:
+        """Refill a behind subscriber's outbox: resync notes, missed finals, snapshots.
+
+        Call from its writer when ``outbox.behind`` is set, before taking more.
+        """
+        outbox = subscriber.outbox
+        dropped, touched = outbox.dropped, outbox.dropped_sessions
+        outbox.behind = False
+        outbox.dropped_sessions = set()
+        subscriber.resyncs += 1
+        for session in self.sessions_of(subscriber):
+            last = subscriber.sent_seq.get(session.name, 0)
+            if last >= session.seq and session.name not in touched:
+                continue
+            name = session.name
+            notice = ResyncMessage(session=name, seq=session.seq, dropped=dropped)
+            outbox.put(name, 0, encode(notice), force=True)
+            for seq, data in session.completed:
+                if seq > last:
+                    outbox.put(name, seq, data, force=True)
+            for snapshot in self._snapshots(session, resync=True):
+                outbox.put(name, session.seq, snapshot, force=True)
+            subscriber.sent_seq[name] = session.seq
+
+    def _snapshots(self, session: Session, *, resync: bool) -> Iterator[bytes]:
+        for assembler in session.live.values():
+            snapshot: StreamMessage = assembler.snapshot()
+            snapshot.seq = session.seq
+            snapshot.epoch = self.epoch
+            snapshot.resync = resync
+            yield encode(snapshot)
+
+    def note_sent(self, subscriber: Subscriber, session: str, seq: int) -> None:
+        """Record that the writer handed ``seq`` of ``session`` to the socket."""
+        if seq:
+            subscriber.sent_seq[session] = seq
+
+    # -- status ----------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per-session figures for ``warpd status``."""
+        now = time.monotonic()
+        rows = []
+        for session in self.sessions.values():
+            subscribers = [*session.subscribers, *self._wildcard]
+            rows.append(
+                {
+                    "session": session.name,
+                    "seq": session.seq,
+                    "live_streams": sorted(session.live),
+                    "streams_started": session.streams_started,
+                    "history_messages": len(session.history),
+                    "history_bytes": session.history_bytes,
+                    "completed_kept": len(session.completed),
+                    "subscribers": [
+                        {
+                            "id": s.conn_id,
+                            "lag_messages": max(0, session.seq - s.sent_seq.get(session.name, 0)),
+                            "queued_bytes": s.outbox.queued_bytes,
+                            "behind": s.outbox.behind,
+                            "resyncs": s.resyncs,
+                            "dropped": s.outbox.dropped,
+                            "connected_for": round(now - s.connected_at, 1),
+                        }
+                        for s in subscribers
+                    ],
+                }
+            )
+        return rows
