@@ -1,0 +1,89 @@
+"""Logs under systemd: ``<N>`` priority prefixes for journald, no colours, no timestamps."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, TIMEOUT_UNIT
+from warpd.logging_setup import running_under_systemd
+
+CHILD = """
+from loguru import logger
+from warpd.logging_setup import configure_logging
+print(configure_logging("DEBUG"), flush=True)
+logger.debug("debugging")
+logger.info("serving on {}", "unix:/run/x")
+logger.warning("a warning\\nwith two lines")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logger.exception("it failed")
+"""
+
+
+def run_child(tmp_path: Path, **extra_env: str) -> tuple[str, str]:
+    """Run CHILD with stderr to a file; returns (stdout, stderr text)."""
+    log = tmp_path / "stderr"
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
+    env["PYTHONPATH"] = str(ROOT)
+    with log.open("w") as stderr:
+        info = os.fstat(stderr.fileno())
+        env.update({k: v.format(dev=info.st_dev, ino=info.st_ino) for k, v in extra_env.items()})
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=TIMEOUT_UNIT,
+            check=True,
+        )
+    return result.stdout.strip(), log.read_text()
+
+
+def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
+    used_journal, text = run_child(tmp_path, JOURNAL_STREAM="{dev}:{ino}")
+    assert used_journal == "True"
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "<7>debugging",
+        "<6>serving on unix:/run/x",
+        "<4>a warning",
+        "<4>with two lines",
+    ]
+    assert lines[4] == "<3>it failed"
+    # Every traceback line is its own journal entry at the error's priority.
+    assert len(lines) > 6
+    assert all(line.startswith("<3>") for line in lines[4:])
+    assert "ZeroDivisionError" in lines[-1]
+    assert "\x1b" not in text
+
+
+def test_invocation_id_alone_means_systemd(tmp_path: Path) -> None:
+    used_journal, text = run_child(tmp_path, INVOCATION_ID="0123456789abcdef")
+    assert used_journal == "True"
+    assert text.startswith("<7>debugging\n")
+
+
+def test_terminal_format_elsewhere(tmp_path: Path) -> None:
+    # JOURNAL_STREAM inherited from a parent whose stderr was the journal: not ours.
+    used_journal, text = run_child(tmp_path, JOURNAL_STREAM="1:2")
+    assert used_journal == "False"
+    first = text.splitlines()[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} DEBUG +debugging", first)
+    assert "<6>" not in text
+    # Not a terminal: no colours.
+    assert "\x1b" not in text
+
+
+def test_running_under_systemd_matches_the_stream(tmp_path: Path) -> None:
+    with (tmp_path / "log").open("w") as stream:
+        info = os.fstat(stream.fileno())
+        assert running_under_systemd(stream, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
+        assert not running_under_systemd(stream, {"JOURNAL_STREAM": f"{info.st_dev}:1"})
+        assert not running_under_systemd(stream, {})
+        assert running_under_systemd(stream, {"INVOCATION_ID": "abc"})

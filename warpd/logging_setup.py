@@ -1,0 +1,103 @@
+"""Where the daemon's log goes: a terminal, or journald when systemd runs us.
+
+Call :func:`configure_logging` once at startup, before the first log line.
+Under systemd, stderr is a stream into journald (``JOURNAL_STREAM`` names it)
+and each line may start with a ``<N>`` syslog priority (sd-daemon(3)): journald
+strips it and files the line at that priority, so ``journalctl --user -u warpd
+-p warning`` works. journald stamps the time and the unit itself, and a
+terminal escape in the journal is noise, so that format has neither.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TextIO
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message
+
+__all__ = ["SYSLOG_PRIORITY", "configure_logging", "running_under_systemd"]
+
+# loguru level name -> syslog priority (sd-daemon.h: SD_DEBUG=7 … SD_CRIT=2).
+SYSLOG_PRIORITY = {
+    "TRACE": 7,
+    "DEBUG": 7,
+    "INFO": 6,
+    "SUCCESS": 5,
+    "WARNING": 4,
+    "ERROR": 3,
+    "CRITICAL": 2,
+}
+
+_TERMINAL_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> {message}"
+)
+
+
+def _is_journal_stream(stream: TextIO, journal_stream: str) -> bool:
+    """True if ``stream`` is the journald stream named by JOURNAL_STREAM (``dev:inode``)."""
+    device, _, inode = journal_stream.partition(":")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        # A stream without a descriptor (pytest's capture) is not the journal.
+        return False
+    return f"{info.st_dev}:{info.st_ino}" == f"{device}:{inode}"
+
+
+def running_under_systemd(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``stream`` goes to journald, or systemd started this process.
+
+    JOURNAL_STREAM must match the stream's device and inode: the variable is
+    inherited by children whose stderr was redirected elsewhere.
+    INVOCATION_ID is set by systemd for every unit it runs.
+    """
+    env = os.environ if environ is None else environ
+    journal_stream = env.get("JOURNAL_STREAM")
+    if journal_stream and _is_journal_stream(stream, journal_stream):
+        return True
+    return bool(env.get("INVOCATION_ID"))
+
+
+def _journal_sink(stream: TextIO) -> Callable[[Message], None]:
+    """A loguru sink writing every line of a message with its ``<N>`` priority prefix."""
+
+    def write(message: Message) -> None:
+        priority = SYSLOG_PRIORITY.get(message.record["level"].name, 6)
+        # Each line (a traceback has many) is a separate journal entry: prefix them all.
+        stream.write("".join(f"<{priority}>{line}\n" for line in str(message).splitlines()))
+        stream.flush()
+
+    return write
+
+
+def configure_logging(
+    level: str = "INFO",
+    *,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bool:
+    """Send loguru's output to ``stream`` (stderr) at ``level``; True if journald format.
+
+    Replaces every loguru handler. Under systemd (:func:`running_under_systemd`)
+    lines are ``<6>message``, no time, no colour; otherwise a timestamped line,
+    coloured only when the stream is a terminal.
+    """
+    stream = sys.stderr if stream is None else stream
+    logger.remove()
+    if running_under_systemd(stream, environ):
+        logger.add(
+            _journal_sink(stream),
+            level=level,
+            format="{message}",
+            colorize=False,
+            backtrace=False,
+            diagnose=False,
+        )
+        return True
+    logger.add(stream, level=level, format=_TERMINAL_FORMAT, backtrace=False, diagnose=False)
+    return False
