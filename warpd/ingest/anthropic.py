@@ -261,9 +261,7 @@ class AnthropicDecoder(UpstreamDecoder):
             state.start_input = tool.input
             self._open[index] = state
             upstream = None if btype == "tool_use" else btype
-            extra = {
-                k: v for k, v in block.items() if k not in ("type", "id", "name", "input")
-            }
+            extra = {k: v for k, v in block.items() if k not in ("type", "id", "name", "input")}
             out.append(
                 BlockOpen(
                     index,
@@ -349,9 +347,7 @@ class AnthropicDecoder(UpstreamDecoder):
     @staticmethod
     def _expect(block: _OpenBlock, kinds: tuple[_Kind, ...], dtype: str, index: int) -> None:
         if block.kind not in kinds:
-            raise InputError(
-                f"Anthropic {dtype} for index {index}, a {block.upstream_type} block"
-            )
+            raise InputError(f"Anthropic {dtype} for index {index}, a {block.upstream_type} block")
 
 
 def _decode_part(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, what: str) -> Any:

@@ -98,9 +98,7 @@ class OllamaDecoder(UpstreamDecoder):
     def detect(cls, probe: dict[str, Any]) -> bool:
         if isinstance(probe.get("error"), str):
             return "type" not in probe and "choices" not in probe
-        return "done" in probe and (
-            "message" in probe or "response" in probe or "model" in probe
-        )
+        return "done" in probe and ("message" in probe or "response" in probe or "model" in probe)
 
     def feed(self, payload: bytes) -> list[Delta]:
         line: _Line = decode_json(_line_decoder, payload, _WHAT)

@@ -103,9 +103,13 @@ class OpenAIChatDecoder(UpstreamDecoder):
 
     @classmethod
     def detect(cls, probe: dict[str, Any]) -> bool:
-        return probe.get("object") == "chat.completion.chunk" or isinstance(
+        if probe.get("object") == "chat.completion.chunk" or isinstance(
             probe.get("choices"), list
-        )
+        ):
+            return True
+        # A stream that fails at once: {"error": {...}} with no event type
+        # (Anthropic's and the Responses API's error events have "type").
+        return isinstance(probe.get("error"), dict) and "type" not in probe
 
     def feed(self, payload: bytes) -> list[Delta]:
         stripped = payload.strip()

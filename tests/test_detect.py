@@ -1,0 +1,155 @@
+"""Format auto-detection: each first event is claimed by its own decoder only; framing sniffing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import fixture_files
+from tests.ingest_streams import HAND_MADE, messages
+from warpd.errors import InputError
+from warpd.ingest import DECODERS, detect_format
+from warpd.ingest.framing import AutoFramer, sniff_framing
+from warpd.ingest.producer import ProducerStreams
+
+FIRST_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("openai", {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]}),
+    ("openai", {"id": "x", "choices": []}),
+    ("openai", {"error": {"message": "Rate limit", "type": "requests", "code": "429"}}),
+    ("anthropic", {"type": "message_start", "message": {"model": "claude"}}),
+    ("anthropic", {"type": "ping"}),
+    ("anthropic", {"type": "content_block_delta", "index": 0, "delta": {}}),
+    ("anthropic", {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}),
+    ("openai-responses", {"type": "response.created", "response": {"model": "gpt"}}),
+    ("openai-responses", {"type": "response.output_text.delta", "output_index": 0}),
+    ("openai-responses", {"type": "error", "code": "c", "message": "m", "sequence_number": 0}),
+    ("openai-responses", {"type": "error", "code": "c", "message": "m", "param": None}),
+    ("ollama", {"model": "llama3", "created_at": "t", "message": {"content": ""}, "done": False}),
+    ("ollama", {"model": "llama3", "created_at": "t", "response": "Hi", "done": False}),
+    ("ollama", {"model": "llama3", "done": True, "done_reason": "stop"}),
+    ("ollama", {"error": "model not found"}),
+]
+
+
+@pytest.mark.parametrize(("format", "event"), FIRST_EVENTS)
+def test_exactly_one_decoder_claims_each_first_event(format: str, event: dict[str, Any]) -> None:
+    claimed = [name for name, decoder in DECODERS.items() if decoder.detect(event)]
+    assert claimed == [format]
+    assert detect_format(json.dumps(event).encode()) is DECODERS[format]
+
+
+def _first_payload(data: bytes) -> bytes:
+    for line in data.decode().splitlines():
+        line = line.removeprefix("data: ")
+        if line.startswith("{"):
+            return line.encode()
+    raise AssertionError("no JSON event")
+
+
+def _format_of(name: str) -> str:
+    for prefix, format in [
+        ("anthropic_", "anthropic"),
+        ("openai_responses_", "openai-responses"),
+        ("openai_chat_", "openai"),
+        ("deepseek_", "openai"),
+        ("ollama_", "ollama"),
+    ]:
+        if name.startswith(prefix):
+            return format
+    raise AssertionError(f"no format known for {name}")
+
+
+@pytest.mark.parametrize(
+    "path", fixture_files("*.sse", "*.jsonl", "*.ndjson"), ids=lambda p: getattr(p, "name", p)
+)
+def test_recorded_fixtures_are_detected(path: Path) -> None:
+    payload = _first_payload(path.read_bytes())
+    expected = _format_of(path.name)
+    claimed = [n for n, d in DECODERS.items() if d.detect(json.loads(payload))]
+    assert claimed == [expected]
+
+
+@pytest.mark.parametrize("name", [n for n, (f, _) in HAND_MADE.items() if f != "text"])
+def test_hand_made_streams_are_detected(name: str) -> None:
+    format, data = HAND_MADE[name]
+    assert detect_format(_first_payload(data)) is DECODERS[format]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"hello": "world"}', b"[1, 2]", b'"text"', b"{not json", b'{"type": "unknown"}'],
+)
+def test_unknown_first_event_names_the_formats_tried(payload: bytes) -> None:
+    with pytest.raises(InputError) as caught:
+        detect_format(payload)
+    message = str(caught.value)
+    assert "tried openai, openai-responses, anthropic, ollama)" in message
+    assert message.endswith(f"the event starts {payload.decode()!r}")
+
+
+def test_unknown_first_event_through_convert_names_frame_and_line() -> None:
+    long_event = b'{"greeting": "' + b"x" * 100 + b'"}\n'
+    with pytest.raises(InputError) as caught:
+        messages(b"\n" + long_event)
+    message = str(caught.value)
+    assert message.startswith("frame 1: line 2: cannot tell the stream's format")
+    assert message.endswith('the event starts \'{"greeting": "' + "x" * 46 + "'…")
+
+
+@pytest.mark.parametrize(
+    ("start", "framing"),
+    [
+        (b'{"a": 1}\n', "jsonl"),
+        (b"  \n\n[1]\n", "jsonl"),
+        (b"data: {}\n\n", "sse"),
+        (b"data:{}\n\n", "sse"),
+        (b"event: ping\n", "sse"),
+        (b": keep-alive\n", "sse"),
+        (b"id: 7\n", "sse"),
+        (b"retry: 1000\n", "sse"),
+        (b"\r\n\r\ndata: x\n", "sse"),
+        (b"Hello world\n", "raw"),
+        (b"identity\n", "raw"),
+        (b"data\n", "raw"),
+        (b"dat", "raw"),
+        (b"\xff\xfe binary", "raw"),
+        (b"", "raw"),
+    ],
+)
+def test_sniff_framing(start: bytes, framing: str) -> None:
+    assert sniff_framing(start) == framing
+
+
+def test_auto_framer_waits_until_the_start_decides() -> None:
+    framer = AutoFramer()
+    assert framer.feed(b"\nda") == []
+    assert framer.framing is None
+    events = framer.feed(b'ta: {"x": 1}\n\n')
+    assert framer.framing == "sse"
+    assert [e.payload for e in events] == [b'{"x": 1}']
+    assert events[0].line == 2
+
+
+def test_auto_framer_decides_raw_at_close() -> None:
+    framer = AutoFramer()
+    assert framer.feed(b"re") == []
+    events = framer.close()
+    assert framer.framing == "raw"
+    assert [e.payload for e in events] == [b"re"]
+
+
+def test_producer_told_of_plain_text_uses_the_text_decoder() -> None:
+    streams = iter(range(1, 100))
+    producer = ProducerStreams("s", "auto", lambda: f"s/{next(streams)}")
+    producer.plain_text_input()
+    assert producer.detected == "text"
+    producer.feed(b"data: not SSE here, just text")
+    (message,) = producer.end()
+    assert [b.text for b in message.blocks] == ["data: not SSE here, just text"]
+    # An explicit format is never overridden.
+    fixed = ProducerStreams("s", "ollama", lambda: "s/1")
+    fixed.plain_text_input()
+    assert fixed.detected == "ollama"
