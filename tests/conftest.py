@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.daemon import TIMEOUT_UNIT, Daemon
+
+__all__ = ["FIXTURES_DIR", "TIMEOUT_UNIT", "fixture_files"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # The recorded provider streams live beside the project, never inside it.
 FIXTURES_DIR = ROOT.parent / "shared" / "fixtures" / "streams"
-
-# Every timeout in the tests is a multiple of this unit (WARPD_TEST_TIMEOUT_SCALE
-# stretches it on slow CI machines).
-TIMEOUT_UNIT = float(os.environ.get("WARPD_TEST_TIMEOUT_SCALE", "1")) * 5.0
 
 
 def fixture_files(*patterns: str) -> list[Path]:
@@ -35,3 +37,18 @@ def fixture_files(*patterns: str) -> list[Path]:
     found = sorted({p for pattern in patterns for p in FIXTURES_DIR.glob(pattern)})
     assert found, f"no fixture matches {patterns} in {FIXTURES_DIR}"
     return found
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path (Unix socket paths are limited to ~107 bytes)."""
+    workdir = Path(tempfile.mkdtemp(prefix="warpd-", dir="/tmp"))
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    """A real ``warpd serve`` on a temporary socket; stopped and checked after the test."""
+    with Daemon(short_tmp) as started:
+        yield started

@@ -40,6 +40,7 @@ from warpd.protocol import (
     encode,
     encode_control,
 )
+from warpd.service import add_service_parser
 
 READ_SIZE = 64 * 1024
 
@@ -119,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
     status.add_argument("--connect", metavar="ADDR", help=connect_help)
     status.set_defaults(run=_status)
+
+    add_service_parser(commands)
     return parser
 
 
@@ -126,12 +129,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from warpd.server import Server, configure_logging
+    from warpd.logging_setup import configure_logging
+    from warpd.server import Server
 
     config = load_config(args.config)
     configure_logging(args.log_level.upper() if args.log_level else config.log.level)
     try:
-        return Server(config, listen=args.listen).run()
+        return Server(config, listen=args.listen, config_path=args.config).run()
     except OSError as exc:
         raise UserError(f"cannot listen: {exc.strerror or exc}") from None
 
@@ -237,9 +241,12 @@ async def _push_replies(ws: ClientConnection, verbose: Callable[..., None]) -> E
         async for frame in ws:
             message = decode_server_message(frame)
             match message:
+                case BlocksMessage() if message.aborted:
+                    # Delivered, but cut short: worth a line even without -v.
+                    print(f"warpd push: stream {message.stream} completed as aborted: "
+                          f"{message.abort_reason}", file=sys.stderr)
                 case BlocksMessage():
-                    state = "aborted: " + (message.abort_reason or "") if message.aborted else "ok"
-                    verbose(f"stream {message.stream} complete ({state})")
+                    verbose(f"stream {message.stream} complete")
                 case ErrorMessage():
                     raise PushRejected(message.message, frame=message.frame)
                 case EndMessage():
