@@ -1,0 +1,299 @@
+"""Pushing streams from Python: :class:`Client` (sync) and :class:`AsyncClient`.
+
+::
+
+    import warpd
+
+    final = warpd.Client().push(openai_stream, session="agent")   # an SDK stream, as it is
+
+    with warpd.Client().stream(session="agent") as s:              # events from your own loop
+        for chunk in chunks:
+            s.push(chunk)
+    print(s.final.blocks)
+
+Events may be dicts, JSON bytes or str, SSE text (``data: …`` lines, however
+it is chunked), or SDK objects (anything with ``to_dict()`` or
+``model_dump()``, such as openai's and anthropic's chunk and event objects —
+those SDKs are not dependencies). ``push`` returns the final block message of
+the (last) stream once the daemon has completed it; errors raise
+:class:`~warpd.errors.PushRejected` (the daemon refused an event; its reason
+and frame number), :class:`~warpd.errors.DaemonUnavailable` (nothing
+listening) or :class:`~warpd.errors.ClientError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterable, Awaitable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import msgspec
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from warpd.address import Address, client_address
+from warpd.connection import connect
+from warpd.errors import ClientError, PushRejected
+from warpd.ingest import DECODERS
+from warpd.ingest.framing import AutoFramer
+from warpd.protocol import (
+    BlocksMessage,
+    EndMessage,
+    ErrorMessage,
+    decode_server_message,
+    encode_control,
+)
+
+T = TypeVar("T")
+
+_json = msgspec.json.Encoder()
+
+
+class EventFrames:
+    """Turns events of any accepted kind into push frames (sans-I/O).
+
+    Call :meth:`frames` for each event and :meth:`close` at the end; send
+    every frame they return, in order. Byte and text chunks that are not one
+    whole JSON object go through an SSE/JSON-lines framer, so an HTTP body
+    may be passed in whatever pieces it arrived.
+    """
+
+    def __init__(self, format: str = "auto") -> None:
+        decoder = DECODERS.get(format)
+        self._raw = decoder is not None and decoder.raw
+        self._framer: AutoFramer | None = None
+
+    def frames(self, event: Any) -> list[bytes]:
+        if isinstance(event, str):
+            event = event.encode()
+        if isinstance(event, bytes | bytearray | memoryview):
+            data = bytes(event)
+            if self._raw:
+                return [data] if data else []
+            stripped = data.strip()
+            if self._framer is None and stripped.startswith(b"{") and b"\n" not in stripped:
+                return [stripped]
+            if self._framer is None:
+                self._framer = AutoFramer()
+            return [e.payload for e in self._framer.feed(data)]
+        if isinstance(event, dict):
+            return [_json.encode(event)]
+        to_dict = getattr(event, "to_dict", None)
+        if callable(to_dict):
+            return [_json.encode(to_dict())]
+        model_dump = getattr(event, "model_dump", None)
+        if callable(model_dump):
+            return [_json.encode(model_dump(mode="json", exclude_unset=True))]
+        raise TypeError(
+            f"cannot push a {type(event).__name__}: give dicts, JSON bytes or str, SSE text, "
+            "or SDK objects with to_dict() or model_dump()"
+        )
+
+    def close(self) -> list[bytes]:
+        return [e.payload for e in self._framer.close()] if self._framer is not None else []
+
+
+class AsyncPushStream:
+    """An open push connection; use as ``async with client.stream(...) as s``.
+
+    Call :meth:`push` for each event. Leaving the block normally completes
+    the stream (``final`` then holds its final message, ``finals`` those of
+    every stream pushed); leaving it by an exception aborts the stream with
+    that exception as the reason.
+    """
+
+    def __init__(self, address: Address, session: str, format: str) -> None:
+        self.address = address
+        self.session = session
+        self.format = format
+        self.finals: list[BlocksMessage] = []
+        self.streams: list[str] = []
+        self._frames = EventFrames(format)
+        self._ws: ClientConnection | None = None
+        self._replies: asyncio.Task[EndMessage] | None = None
+
+    @property
+    def final(self) -> BlocksMessage:
+        """The final message of the last stream completed on this connection."""
+        if not self.finals:
+            raise ClientError("no stream has completed on this connection")
+        return self.finals[-1]
+
+    async def __aenter__(self) -> AsyncPushStream:
+        query = urlencode({"session": self.session, "format": self.format})
+        self._ws = await connect(self.address, f"/push?{query}")
+        self._replies = asyncio.ensure_future(self._read_replies(self._ws))
+        return self
+
+    async def push(self, event: Any) -> None:
+        """Send one event (of any accepted kind); raises PushRejected if the daemon refused one."""
+        for frame in self._frames.frames(event):
+            await self._send(frame)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._ws is not None and self._replies is not None
+        try:
+            if exc is not None:
+                reason = f"producer failed: {type(exc).__name__}: {exc}"[:500]
+                await self._send(encode_control("abort", reason), swallow=True)
+                return
+            for frame in self._frames.close():
+                await self._send(frame)
+            await self._send(encode_control("end"))
+            end = await self._replies
+            self.streams = end.streams
+        finally:
+            self._replies.cancel()
+            await self._ws.close()
+
+    async def _send(self, frame: bytes, *, swallow: bool = False) -> None:
+        assert self._ws is not None and self._replies is not None
+        if self._replies.done() and not swallow:
+            # The daemon answered early: an error, or it closed on us.
+            self._replies.result()
+            raise ClientError("the daemon ended the push before the stream was complete")
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            if swallow:
+                return
+            await asyncio.wait([self._replies], timeout=5)
+            if self._replies.done():
+                self._replies.result()
+            raise ClientError("the connection to the daemon was lost") from None
+
+    async def _read_replies(self, ws: ClientConnection) -> EndMessage:
+        try:
+            async for frame in ws:
+                message = decode_server_message(frame)
+                if isinstance(message, BlocksMessage):
+                    self.finals.append(message)
+                elif isinstance(message, ErrorMessage):
+                    where = f"frame {message.frame}: " if message.frame else ""
+                    raise PushRejected(where + message.message, frame=message.frame)
+                elif isinstance(message, EndMessage):
+                    return message
+        except ConnectionClosed:
+            pass
+        raise ClientError(
+            f"the daemon closed the connection (code {ws.close_code}"
+            f"{': ' + ws.close_reason if ws.close_reason else ''})"
+        )
+
+
+class AsyncClient:
+    """Pushes streams to the daemon from asyncio code.
+
+    ``address`` is ``unix:PATH``, a socket path or ``ws://HOST:PORT``;
+    default: ``$WARPD_ADDR``, else the user's Unix socket.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = client_address(address)
+
+    def stream(self, *, session: str = "default", format: str = "auto") -> AsyncPushStream:
+        """A push connection to use with ``async with``; see :class:`AsyncPushStream`."""
+        return AsyncPushStream(self.address, session, format)
+
+    async def push(
+        self,
+        events: Iterable[Any] | AsyncIterable[Any],
+        *,
+        session: str = "default",
+        format: str = "auto",
+    ) -> BlocksMessage:
+        """Push every event, then return the final message of the (last) stream."""
+        async with self.stream(session=session, format=format) as stream:
+            if isinstance(events, AsyncIterable):
+                async for event in events:
+                    await stream.push(event)
+            else:
+                for event in events:
+                    await stream.push(event)
+        return stream.final
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread, for the synchronous client."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="warpd-client")
+        self._thread.start()
+
+    def run(self, coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class PushStream:
+    """The synchronous form of :class:`AsyncPushStream`: ``with client.stream(...) as s``."""
+
+    def __init__(self, stream: AsyncPushStream) -> None:
+        self._stream = stream
+        self._loop: _LoopThread | None = None
+
+    @property
+    def final(self) -> BlocksMessage:
+        return self._stream.final
+
+    @property
+    def finals(self) -> list[BlocksMessage]:
+        return self._stream.finals
+
+    def __enter__(self) -> PushStream:
+        self._loop = _LoopThread()
+        try:
+            self._loop.run(self._stream.__aenter__())
+        except BaseException:
+            self._loop.stop()
+            raise
+        return self
+
+    def push(self, event: Any) -> None:
+        """Send one event; raises PushRejected if the daemon refused one."""
+        assert self._loop is not None
+        self._loop.run(self._stream.push(event))
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.run(self._stream.__aexit__(kind, exc, tb))
+        finally:
+            self._loop.stop()
+
+
+class Client:
+    """Pushes streams to the daemon from ordinary (synchronous) code.
+
+    ``address`` as for :class:`AsyncClient`.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        self._async = AsyncClient(address)
+        self.address = self._async.address
+
+    def stream(self, *, session: str = "default", format: str = "auto") -> PushStream:
+        """A push connection to use with ``with``; see :class:`PushStream`."""
+        return PushStream(self._async.stream(session=session, format=format))
+
+    def push(
+        self, events: Iterable[Any], *, session: str = "default", format: str = "auto"
+    ) -> BlocksMessage:
+        """Push every event, then return the final message of the (last) stream."""
+        with self.stream(session=session, format=format) as stream:
+            for event in events:
+                stream.push(event)
+        return stream.final
