@@ -16,7 +16,7 @@ from loguru import logger
 from warpd.logging_setup import configure_logging
 print(configure_logging("DEBUG"), flush=True)
 logger.debug("debugging")
-logger.info("serving on {}", "unix:/run/x")
+logger.bind(conn="c7").info("serving on {}", "unix:/run/x")
 logger.warning("a warning\\nwith two lines")
 try:
     1 / 0
@@ -50,12 +50,12 @@ def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
     assert used_journal == "True"
     lines = text.splitlines()
     assert lines[:4] == [
-        "<7>debugging",
-        "<6>serving on unix:/run/x",
-        "<4>a warning",
+        "<7>[-] debugging",
+        "<6>[c7] serving on unix:/run/x",
+        "<4>[-] a warning",
         "<4>with two lines",
     ]
-    assert lines[4] == "<3>it failed"
+    assert lines[4] == "<3>[-] it failed"
     # Every traceback line is its own journal entry at the error's priority.
     assert len(lines) > 6
     assert all(line.startswith("<3>") for line in lines[4:])
@@ -66,7 +66,7 @@ def test_journal_stream_gets_priority_prefixes(tmp_path: Path) -> None:
 def test_invocation_id_alone_means_systemd(tmp_path: Path) -> None:
     used_journal, text = run_child(tmp_path, INVOCATION_ID="0123456789abcdef")
     assert used_journal == "True"
-    assert text.startswith("<7>debugging\n")
+    assert text.startswith("<7>[-] debugging\n")
 
 
 def test_terminal_format_elsewhere(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_terminal_format_elsewhere(tmp_path: Path) -> None:
     used_journal, text = run_child(tmp_path, JOURNAL_STREAM="1:2")
     assert used_journal == "False"
     first = text.splitlines()[0]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} DEBUG +debugging", first)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} DEBUG +\[-\] debugging", first)
     assert "<6>" not in text
     # Not a terminal: no colours.
     assert "\x1b" not in text

@@ -27,6 +27,26 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     listen: list[str] = msgspec.field(default_factory=list)
 
 
+class TcpConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Security of TCP listeners (``ws://`` / ``wss://`` addresses); see docs/security.md."""
+
+    # The bearer token clients must send. Empty: a random 256-bit token kept in
+    # token_file (created 0600 on first use), which local clients read by themselves.
+    token: str = ""
+    # Empty: $XDG_RUNTIME_DIR/warpd/token.
+    token_file: str = ""
+    # Browser origins allowed to connect (e.g. "https://dashboard.example").
+    # Every handshake carrying an Origin not listed here is refused.
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    # Host header values accepted besides loopback ones ("name" or "name:port").
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    # Listening on a non-loopback address must be asked for explicitly.
+    allow_non_loopback: bool = False
+    # Certificate chain and private key (PEM) for wss:// listeners.
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
 class _PositiveNumbers(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A section whose every field is a positive number."""
 
@@ -79,6 +99,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """The whole configuration of a warpd daemon."""
 
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    tcp: TcpConfig = msgspec.field(default_factory=TcpConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
@@ -95,6 +116,11 @@ def runtime_dir() -> Path:
 def default_socket_path() -> Path:
     """The Unix socket the daemon listens on and clients connect to by default."""
     return runtime_dir() / "warpd.sock"
+
+
+def default_token_path() -> Path:
+    """Where the daemon keeps its TCP token and local clients read it."""
+    return runtime_dir() / "token"
 
 
 def default_config_path() -> Path:

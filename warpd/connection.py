@@ -5,6 +5,9 @@ Every client (the CLI, :mod:`warpd.client`) connects through :func:`connect`.
 
 from __future__ import annotations
 
+import os
+import ssl
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -12,12 +15,52 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from warpd.address import Address
-from warpd.errors import ClientError, DaemonUnavailable
+from warpd.auth import read_token, validate_token
+from warpd.config import default_token_path, load_config
+from warpd.errors import ClientError, ConfigError, DaemonUnavailable
+
+
+def client_token() -> str:
+    """The TCP bearer token: ``$WARPD_TOKEN``, else the config's, else the daemon's token file.
+
+    A daemon on this machine writes its token file (0600) when it starts a TCP
+    listener, so local clients need no setup; for a daemon elsewhere, set
+    WARPD_TOKEN.
+    """
+    token = os.environ.get("WARPD_TOKEN")
+    if token:
+        return validate_token(token.strip(), where="WARPD_TOKEN")
+    config = load_config()
+    if config.tcp.token:
+        return validate_token(config.tcp.token, where="config.toml [tcp] token")
+    path = Path(config.tcp.token_file).expanduser() if config.tcp.token_file else None
+    try:
+        return read_token(path or default_token_path())
+    except ConfigError as exc:
+        raise ClientError(f"{exc} (for a daemon on another machine, set WARPD_TOKEN)") from None
+
+
+def tls_client_context() -> ssl.SSLContext:
+    """Verify a wss:// daemon against the system CAs, plus ``$WARPD_TLS_CA`` or the config's cert.
+
+    Trusting the daemon's own certificate (``[tcp] tls_cert``) lets local
+    clients reach a daemon with a self-signed certificate.
+    """
+    cafile = os.environ.get("WARPD_TLS_CA") or load_config().tcp.tls_cert or None
+    context = ssl.create_default_context()
+    if cafile:
+        try:
+            context.load_verify_locations(os.path.expanduser(cafile))
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"cannot load the CA certificate {cafile}: {exc}") from None
+    return context
 
 
 def auth_headers(address: Address) -> dict[str, str]:
     """Headers that authenticate us to ``address`` (none for a Unix socket)."""
-    return {}
+    if address.kind == "unix":
+        return {}
+    return {"Authorization": f"Bearer {client_token()}"}
 
 
 async def connect(address: Address, target: str, **options: Any) -> ClientConnection:
@@ -33,6 +76,8 @@ async def connect(address: Address, target: str, **options: Any) -> ClientConnec
     try:
         if address.kind == "unix":
             return await unix_connect(address.path, uri=address.uri(target), **options)
+        if address.tls:
+            options.setdefault("ssl", tls_client_context())
         return await ws_connect(
             address.uri(target), proxy=None, additional_headers=auth_headers(address), **options
         )

@@ -33,9 +33,10 @@ SYSLOG_PRIORITY = {
     "CRITICAL": 2,
 }
 
-_TERMINAL_FORMAT = (
-    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> {message}"
-)
+# One line per record; [conn] is the connection id handlers bind ("-" outside one).
+_TERMINAL_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} [{extra[conn]}] {message}"
+# journald records the time, the unit and (from the <N> prefix) the level itself.
+_JOURNAL_FORMAT = "[{extra[conn]}] {message}"
 
 
 def _is_journal_stream(stream: TextIO, journal_stream: str) -> bool:
@@ -84,20 +85,28 @@ def configure_logging(
     """Send loguru's output to ``stream`` (stderr) at ``level``; True if journald format.
 
     Replaces every loguru handler. Under systemd (:func:`running_under_systemd`)
-    lines are ``<6>message``, no time, no colour; otherwise a timestamped line,
-    coloured only when the stream is a terminal.
+    lines are ``<6>[conn] message``; otherwise ``time level [conn] message``.
+    Never coloured: the log is read with grep and journalctl as often as live.
     """
     stream = sys.stderr if stream is None else stream
     logger.remove()
+    logger.configure(extra={"conn": "-"})
     if running_under_systemd(stream, environ):
         logger.add(
             _journal_sink(stream),
             level=level,
-            format="{message}",
+            format=_JOURNAL_FORMAT,
             colorize=False,
             backtrace=False,
             diagnose=False,
         )
         return True
-    logger.add(stream, level=level, format=_TERMINAL_FORMAT, backtrace=False, diagnose=False)
+    logger.add(
+        stream,
+        level=level,
+        format=_TERMINAL_FORMAT,
+        colorize=False,
+        backtrace=False,
+        diagnose=False,
+    )
     return False

@@ -18,9 +18,10 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import stat
-import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from warpd import __version__
+from warpd.activation import systemd_listen_sockets
 from warpd.address import Address, parse_address
-from warpd.config import Config, default_socket_path, runtime_dir
+from warpd.auth import (
+    check_tcp_handshake,
+    is_loopback_host,
+    load_or_create_token,
+    prepare_socket_dir,
+    validate_token,
+)
+from warpd.config import Config, default_socket_path, default_token_path, load_config, runtime_dir
 from warpd.errors import ConfigError, InputError
 from warpd.hub import Hub, HubLimitError, Subscriber
 from warpd.ingest.producer import ProducerStreams
+from warpd.logging_setup import configure_logging
 from warpd.protocol import (
     CONTROL_PREFIX,
     BlocksMessage,
@@ -46,6 +56,7 @@ from warpd.protocol import (
     encode,
 )
 from warpd.routes import PushRoute, RouteError, StatusRoute, SubscribeRoute, parse_route
+from warpd.sdnotify import SystemdNotifier
 
 CLOSE_BAD_INPUT = 1007
 CLOSE_IDLE = 1008
@@ -53,18 +64,8 @@ CLOSE_LIMIT = 1013
 CLOSE_TOO_SLOW = 4008
 
 
-def configure_logging(level: str) -> None:
-    """Send loguru's records to stderr, one structured line each, with the connection id."""
-    logger.remove()
-    logger.configure(extra={"conn": "-"})
-    logger.add(
-        sys.stderr,
-        level=level,
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} [{extra[conn]}] {message}",
-        colorize=False,
-        backtrace=False,
-        diagnose=False,
-    )
+# How often STATUS= is refreshed for `systemctl status` (only when it changed).
+STATUS_PERIOD = 1.0
 
 
 class _Producer:
@@ -82,16 +83,31 @@ class _Producer:
 class Server:
     """One warpd daemon: call :meth:`run` (blocking) or ``await serve()``.
 
-    ``listen`` overrides the config's addresses. ``ready`` is set once every
-    listener accepts connections; ``addresses`` then lists them.
+    ``listen`` overrides the config's addresses; ``config_path`` is the file
+    SIGHUP re-reads (None: the default one). After :meth:`startup`,
+    ``addresses`` lists what the server listens on, with real port numbers.
+    Under systemd, sockets it passes (socket activation) replace the default
+    Unix socket, and sd_notify reports readiness, status, reloads and stopping.
     """
 
-    def __init__(self, config: Config, *, listen: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: list[str] | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         texts = listen if listen else config.server.listen
+        # Addresses given explicitly are bound even when systemd passes sockets.
+        self._explicit_listen = bool(texts)
         self.addresses: list[Address] = [parse_address(t) for t in texts] or [
             Address("unix", path=str(default_socket_path()))
         ]
+        self.notifier = SystemdNotifier(None)
+        # The TCP bearer token, loaded when the first TCP listener starts.
+        self._token: str | None = None
         self.hub = Hub(config)
         self.started = time.monotonic()
         self._servers: list[WSServer] = []
@@ -118,16 +134,25 @@ class Server:
 
     async def serve(self) -> None:
         """Start listening, serve until asked to stop, then shut down."""
+        self.notifier = SystemdNotifier.from_environment()
         self._stop = asyncio.Event()
         await self.startup()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        sweeper = asyncio.create_task(self._sweep())
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        background = [asyncio.create_task(self._sweep())]
+        if self.notifier.enabled:
+            background.append(asyncio.create_task(self._report_status()))
+        if self.notifier.watchdog_interval is not None:
+            background.append(asyncio.create_task(self._ping_watchdog()))
+        self.notifier.ready(self.status_line())
         try:
             await self._stop.wait()
         finally:
-            sweeper.cancel()
+            self.notifier.stopping("shutting down")
+            for task in background:
+                task.cancel()
             await self.shutdown()
 
     def stop(self) -> None:
@@ -143,8 +168,67 @@ class Server:
         logger.info("{}: shutting down", signal.Signals(signum).name)
         self.stop()
 
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP); a bad file is logged and the old config kept.
+
+        Limits, history bounds, the log level and the TCP token, origins and
+        hosts apply at once; listen addresses and TLS files need a restart.
+        Returns True if the new configuration is in use.
+        """
+        self.notifier.reloading("reloading the configuration")
+        source = self.config_path or "the default config file"
+        try:
+            new = load_config(self.config_path)
+            token = self._load_token(new) if self._token is not None else None
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the current configuration: {}", exc)
+            self.notifier.ready(f"reload failed, old configuration kept: {exc}")
+            return False
+        old = self.config
+        if new.server.listen != old.server.listen or (
+            (new.tcp.tls_cert, new.tcp.tls_key) != (old.tcp.tls_cert, old.tcp.tls_key)
+        ):
+            logger.warning("listen addresses and TLS files change only when warpd restarts")
+        if new.log.level != old.log.level:
+            configure_logging(new.log.level)
+        self.config = self.hub.config = new
+        if token is not None:
+            self._token = token
+        logger.info("reloaded the configuration from {}", source)
+        self.notifier.ready(self.status_line())
+        return True
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: what the daemon is doing right now."""
+        sessions = self.hub.sessions.values()
+        counts = (
+            (len(sessions), "session"),
+            (sum(len(session.live) for session in sessions), "live stream"),
+            (len(self._producers), "producer"),
+            (self.hub.subscriber_count, "subscriber"),
+        )
+        return ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts)
+
+    async def _report_status(self) -> None:
+        """Keep systemd's STATUS= current."""
+        last = ""
+        while True:
+            await asyncio.sleep(STATUS_PERIOD)
+            line = self.status_line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+
+    async def _ping_watchdog(self) -> None:
+        """WATCHDOG=1 every half WatchdogSec, from the event loop: a stuck loop stops it."""
+        interval = self.notifier.watchdog_interval
+        assert interval is not None
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
     async def startup(self) -> None:
-        """Bind every address and start accepting connections."""
+        """Take systemd's sockets, bind every other address, start accepting connections."""
         common: dict[str, Any] = {
             "process_request": self._check_request,
             # Producers' frames are bounded by limits.max_frame_bytes with a
@@ -156,17 +240,95 @@ class Server:
             "ping_timeout": self.config.limits.ping_interval,
             "server_header": f"warpd/{__version__}",
         }
-        for address in self.addresses:
-            if address.kind == "unix":
+        listening: list[Address] = []
+        activated = systemd_listen_sockets()
+        for name, sock in activated:
+            tls = sock.family != socket.AF_UNIX and bool(self.config.tcp.tls_cert)
+            address = await self._listen(_socket_address(sock, tls), common, sock)
+            logger.info("listening on {} (socket activation: {})", address, name)
+            listening.append(address)
+        # systemd's sockets stand in for the default address, not for explicit ones.
+        wanted = self.addresses if self._explicit_listen or not activated else []
+        for address in wanted:
+            if address in listening:
+                continue
+            address = await self._listen(address, common, None)
+            logger.info("listening on {}", address)
+            listening.append(address)
+        self.addresses = listening
+
+    async def _listen(
+        self, address: Address, common: dict[str, Any], sock: socket.socket | None
+    ) -> Address:
+        """Serve on ``address`` (binding it unless ``sock`` is given); the address served."""
+        if address.kind == "unix":
+            if sock is None:
                 sock = _bind_unix(Path(address.path))
                 self._unix_paths.append(Path(address.path))
-                server = await unix_serve(self._handle, sock=sock, **common)
-            else:
-                if address.tls:
-                    raise ConfigError(f"{address}: TLS listeners are not supported yet")
-                server = await serve(self._handle, address.host, address.port, **common)
-            self._servers.append(server)
-            logger.info("listening on {}", address)
+            self._servers.append(await unix_serve(self._handle, sock=sock, **common))
+            return address
+        if not is_loopback_host(address.host) and not self.config.tcp.allow_non_loopback:
+            raise ConfigError(
+                f"refusing to listen on {address}: {address.host} is not a loopback address, "
+                "so other machines could connect; to mean it, set allow_non_loopback = true "
+                "in the [tcp] section of config.toml (see docs/security.md)"
+            )
+        if self._token is None:
+            self._token = self._load_token(self.config)
+        # The Host check needs the real port, known only once bound (port 0).
+        listener = _TcpListener(address.port, address.tls)
+        options = {
+            **common,
+            "process_request": partial(self._check_tcp_request, listener),
+            "ssl": self._tls_context(address),
+        }
+        if sock is None:
+            server = await serve(self._handle, address.host, address.port, **options)
+        else:
+            server = await serve(self._handle, sock=sock, **options)
+        self._servers.append(server)
+        listener.port = next(iter(server.sockets)).getsockname()[1]
+        return Address("tcp", host=address.host, port=listener.port, tls=address.tls)
+
+    def _load_token(self, config: Config) -> str:
+        """The bearer token TCP clients must send: from the config, or the token file."""
+        if config.tcp.token:
+            return validate_token(config.tcp.token, where="config.toml [tcp] token")
+        if config.tcp.token_file:
+            path = Path(config.tcp.token_file).expanduser()
+        else:
+            path = default_token_path()
+            prepare_socket_dir(path.parent)
+        token = load_or_create_token(path)
+        logger.info("TCP clients authenticate with the token in {}", path)
+        return token
+
+    def _tls_context(self, address: Address) -> ssl.SSLContext | None:
+        """The TLS context of a wss:// listener; None (with a warning off loopback) for ws://."""
+        tcp = self.config.tcp
+        if not address.tls:
+            if not is_loopback_host(address.host):
+                logger.warning(
+                    "INSECURE: {} is reachable from the network without TLS: the token and "
+                    "every stream cross it in clear text; use wss:// with tls_cert and tls_key "
+                    "in the [tcp] section of config.toml",
+                    address,
+                )
+            return None
+        if not tcp.tls_cert or not tcp.tls_key:
+            raise ConfigError(
+                f"{address}: wss:// needs tls_cert and tls_key in the [tcp] section of config.toml"
+            )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(
+                os.path.expanduser(tcp.tls_cert), os.path.expanduser(tcp.tls_key)
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the TLS certificate {tcp.tls_cert} and key {tcp.tls_key}: {exc}"
+            ) from None
+        return context
 
     async def shutdown(self) -> None:
         """Stop accepting, abort live streams, flush subscribers, close them with 1001."""
@@ -218,6 +380,34 @@ class Server:
         task.add_done_callback(self._background.discard)
 
     # -- connections --------------------------------------------------------------
+
+    def _check_tcp_request(
+        self, listener: _TcpListener, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Host, Origin and token checks of a TCP handshake (auth.py), then the route's."""
+        assert self._token is not None
+        tcp = self.config.tcp
+        refusal = check_tcp_handshake(
+            request.headers,
+            token=self._token,
+            port=listener.port,
+            allowed_origins=tcp.allowed_origins,
+            allowed_hosts=tcp.allowed_hosts,
+            default_port=443 if listener.tls else 80,
+        )
+        if refusal is None:
+            return self._check_request(connection, request)
+        peer = connection.remote_address
+        logger.warning(
+            "refused a TCP handshake from {}: {} {}",
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            refusal.status.value,
+            refusal.reason,
+        )
+        response = connection.respond(refusal.status, refusal.reason + "\n")
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="warpd"'
+        return response
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse bad requests with an HTTP status before the WebSocket opens."""
@@ -385,14 +575,7 @@ def _bind_unix(path: Path) -> socket.socket:
     """Bind a Unix socket at ``path`` with mode 0600; warpd's own directory must be ours, 0700."""
     directory = path.parent
     if directory == runtime_dir():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = directory.stat()
-        if info.st_uid != os.getuid():
-            raise ConfigError(
-                f"{directory} belongs to uid {info.st_uid}, not to us: refusing to use it"
-            )
-        if info.st_mode & 0o077:
-            os.chmod(directory, 0o700)
+        prepare_socket_dir(directory)
     elif not directory.is_dir():
         raise ConfigError(f"cannot listen at {path}: directory {directory} does not exist")
     if path.exists() or path.is_symlink():
@@ -415,6 +598,26 @@ def _bind_unix(path: Path) -> socket.socket:
     finally:
         os.umask(old_umask)
     return sock
+
+
+class _TcpListener:
+    """What the handshake checks of one TCP listener need to know about it."""
+
+    __slots__ = ("port", "tls")
+
+    def __init__(self, port: int, tls: bool) -> None:
+        self.port = port
+        self.tls = tls
+
+
+def _socket_address(sock: socket.socket, tls: bool) -> Address:
+    """The address a listening socket (e.g. one systemd passed) is bound to."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        path = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        # An abstract socket's name starts with NUL; "@" is how systemd writes it.
+        return Address("unix", path="@" + path[1:] if path.startswith("\0") else path)
+    return Address("tcp", host=name[0], port=name[1], tls=tls)
 
 
 def _close_reason(text: str) -> str:

@@ -138,6 +138,7 @@ def add_service_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="install or remove the systemd user units",
         description="Write (or remove) warpd.socket and warpd.service for systemd's user manager.",
     )
+    parser.set_defaults(run=run_service_command)
     actions = parser.add_subparsers(dest="service_action", required=True, metavar="ACTION")
     for action, text in (
         ("install", "write the units, with ExecStart= pointing at this warpd"),
