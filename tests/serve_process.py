@@ -108,10 +108,8 @@ class ServeProcess:
 
     def finish(self) -> int:
         """Wait for a daemon that is exiting by itself; its exit status."""
-        try:
-            self.process.wait(timeout=4 * TIMEOUT_UNIT)
-        finally:
-            self._log.close()
+        self.process.wait(timeout=4 * TIMEOUT_UNIT)
+        self._log.close()
         return self.process.returncode
 
     def __enter__(self) -> ServeProcess:

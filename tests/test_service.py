@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TIMEOUT_UNIT
 from warpd.service import (
     UNIT_NAMES,
     add_service_parser,
@@ -144,3 +145,31 @@ def test_service_commands_print_what_they_did(
     assert not (tmp_path / "warpd.socket").exists()
     assert run(["service", "uninstall", "--dir", str(tmp_path)]) == 0
     assert "nothing removed" in capsys.readouterr().out
+
+
+def test_warpd_service_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT)}
+
+    def warpd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "warpd", "service", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=4 * TIMEOUT_UNIT,
+        )
+
+    installed = warpd("install", "--user")
+    assert installed.returncode == 0, installed.stderr
+    unit_dir = tmp_path / "config" / "systemd" / "user"
+    assert f"wrote {unit_dir / 'warpd.service'}" in installed.stdout
+    assert "systemctl --user enable --now warpd.socket" in installed.stdout
+    exec_start = exec_lines((unit_dir / "warpd.service").read_text())["ExecStart"]
+    # The unit runs the warpd that wrote it (the console script or python -m warpd).
+    assert exec_start.startswith(os.path.dirname(os.path.abspath(sys.executable)))
+    assert exec_start.endswith(" serve")
+    removed = warpd("uninstall")
+    assert removed.returncode == 0, removed.stderr
+    assert not any(unit_dir.iterdir())
+    missing = warpd("frobnicate")
+    assert missing.returncode == 2 and "invalid choice" in missing.stderr
