@@ -80,7 +80,15 @@ def test_hand_made_streams_are_detected(name: str) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b'{"hello": "world"}', b"[1, 2]", b'"text"', b"{not json", b'{"type": "unknown"}'],
+    [
+        b'{"hello": "world"}',
+        b"[1, 2]",
+        b'"text"',
+        b"{not json",
+        b'{"type": "unknown"}',
+        b'{"type": []}',
+        b'{"type": {"a": 1}, "error": []}',
+    ],
 )
 def test_unknown_first_event_names_the_formats_tried(payload: bytes) -> None:
     with pytest.raises(InputError) as caught:
@@ -153,3 +161,13 @@ def test_producer_told_of_plain_text_uses_the_text_decoder() -> None:
     fixed = ProducerStreams("s", "ollama", lambda: "s/1")
     fixed.plain_text_input()
     assert fixed.detected == "ollama"
+
+
+def test_invalid_utf8_inside_a_json_string_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"^frame 1: line 1: invalid UTF-8 in the stream's first"):
+        messages(b'{"model":"m","response":"x\xbe","done":false}\n')
+    ok = b'{"model":"m","response":"ok","done":false}\n'
+    with pytest.raises(
+        InputError, match=r"^frame 2: line 2: invalid UTF-8 in Ollama stream object"
+    ):
+        messages(ok + b'{"model":"m","response":"x\xbe","done":false}\n')

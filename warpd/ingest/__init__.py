@@ -47,6 +47,11 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
         probe: Any = _probe_decoder.decode(payload)
     except msgspec.DecodeError:
         probe = None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"invalid UTF-8 in the stream's first event at byte {exc.start}: "
+            f"the event starts {preview(payload)}"
+        ) from None
     if isinstance(probe, dict):
         for decoder in DECODERS.values():
             if decoder.detect(probe):

@@ -150,6 +150,8 @@ class AnthropicDecoder(UpstreamDecoder):
     @classmethod
     def detect(cls, probe: dict[str, Any]) -> bool:
         kind = probe.get("type")
+        if not isinstance(kind, str):
+            return False
         if kind in _EVENT_TYPES:
             return True
         # Anthropic's error event nests {type, message} under "error"; the

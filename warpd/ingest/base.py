@@ -58,6 +58,11 @@ def decode_json(decoder: msgspec.json.Decoder[Any], payload: bytes, what: str) -
         raise InputError(f"not a valid {what}: {exc} (starts {preview(payload)})") from None
     except msgspec.DecodeError as exc:
         raise InputError(f"invalid JSON in {what}: {exc} (starts {preview(payload)})") from None
+    except UnicodeDecodeError as exc:
+        # msgspec checks UTF-8 only inside strings, and raises this, not a DecodeError.
+        raise InputError(
+            f"invalid UTF-8 in {what}: byte {exc.start} (starts {preview(payload)})"
+        ) from None
 
 
 def preview(payload: bytes, limit: int = 60) -> str:
