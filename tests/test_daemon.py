@@ -48,6 +48,7 @@ def test_two_subscribers_see_the_same_complete_stream(daemon: Daemon, path: Path
         first.close()
         second.close()
     # The same bytes went to both.
+    assert seen_first == seen_second
     assert first.lines[1:] == second.lines[1:]
     seqs = [m["seq"] for m in seen_first]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seq has a gap"
@@ -207,3 +208,18 @@ def _wait_for_subscribers(daemon: Daemon, count: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("subscriber did not connect in time")
+
+
+def test_plain_text_input_is_pushed_as_text_with_format_auto(daemon: Daemon) -> None:
+    sub = daemon.subscriber()
+    try:
+        result = daemon.push(None, "-v", data="some-cli output ✓\nline two\n".encode())
+        assert result.returncode == 0, result.stderr
+        assert b"format text" in result.stderr
+        last = sub.messages_until_final()[-1]
+    finally:
+        sub.close()
+    assert [(b["type"], b["text"]) for b in last["blocks"]] == [
+        ("text", "some-cli output ✓\nline two\n")
+    ]
+    assert not last.get("aborted")

@@ -216,3 +216,19 @@ def test_recorded_fixtures_with_auto_format(path: Path) -> None:
         assert tools(message) == [
             ("call_AB6AaRZ1FYZB2RwS6A5vbdqn", "calculator", '{"a":12,"b":7,"op":"add"}')
         ]
+
+
+def test_response_failed_after_the_error_event_belongs_to_the_same_stream() -> None:
+    from tests.ingest_streams import jsonl, messages
+    from warpd.blocks import is_final
+
+    data = jsonl(
+        {"type": "response.created",
+         "response": {"id": "r1", "model": "m", "status": "in_progress"}},
+        {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 1},
+        {"type": "response.failed",
+         "response": {"id": "r1", "status": "failed",
+                      "error": {"code": "server_error", "message": "boom"}}},
+    )
+    finals = [m for m in messages(data) if is_final(m)]
+    assert len(finals) == 1 and finals[0].aborted

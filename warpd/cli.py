@@ -27,7 +27,7 @@ from warpd.connection import connect
 from warpd.errors import ClientError, DaemonUnavailable, InputError, PushRejected, WarpdError
 from warpd.ingest import FORMATS, detect_format
 from warpd.ingest.convert import convert, framing_for
-from warpd.ingest.framing import make_framer
+from warpd.ingest.framing import AutoFramer, FramedEvent, make_framer
 from warpd.protocol import (
     BlocksMessage,
     EndMessage,
@@ -190,27 +190,45 @@ async def _push_async(args: argparse.Namespace, address: Address, stream: Binary
     verbose: Callable[..., None] = (
         (lambda *a: print("warpd push:", *a, file=sys.stderr)) if args.verbose else _quiet
     )
-    query = urlencode({"session": args.session, "format": args.format})
+    loop = asyncio.get_running_loop()
+    fd = stream.fileno()
+
+    async def read() -> bytes:
+        return await loop.run_in_executor(None, os.read, fd, READ_SIZE)
+
+    framer = make_framer(framing_for(args.format))
+    pending: list[FramedEvent] = []
+    eof = False
+    format = args.format
+    if isinstance(framer, AutoFramer):
+        # Look at the input before connecting: `auto` input that is neither
+        # SSE nor JSON is plain text, and the daemon must be told so.
+        while framer.framing is None and not eof:
+            chunk = await read()
+            eof = not chunk
+            pending += framer.feed(chunk) if chunk else framer.close()
+        if framer.framing == "raw" and format == "auto":
+            format = "text"
+            verbose("format text (the input is neither SSE nor JSON)")
+    query = urlencode({"session": args.session, "format": format})
     ws = await connect(address, f"/push?{query}")
     verbose(f"connected to {address}, session {args.session!r}")
-    framer = make_framer(framing_for(args.format))
     # The input line of each frame, so the daemon's frame numbers can be
     # reported as lines of the user's file.
     lines: list[int] = []
     replies = asyncio.ensure_future(_push_replies(ws, verbose))
-    loop = asyncio.get_running_loop()
-    fd = stream.fileno()
     try:
         while True:
-            chunk = await loop.run_in_executor(None, os.read, fd, READ_SIZE)
-            events = framer.feed(chunk) if chunk else framer.close()
-            for event in events:
-                if not lines and args.format == "auto" and event.line:
+            for event in pending:
+                if not lines and format == "auto":
                     _say_format(event.payload, verbose)
                 lines.append(event.line)
                 await ws.send(event.payload)
-            if not chunk:
+            if eof:
                 break
+            chunk = await read()
+            eof = not chunk
+            pending = framer.feed(chunk) if chunk else framer.close()
         await ws.send(encode_control("end"))
     except ConnectionClosed:
         pass  # the daemon closed on us: its reply says why

@@ -41,6 +41,16 @@ class UpstreamDecoder(abc.ABC):
         """The input ended: return what completes the stream (a ``StreamEnd``, aborted if cut)."""
 
     @classmethod
+    def trails_a_stream(cls, payload: bytes) -> bool:
+        """Whether ``payload`` may follow the end of a stream and belongs to it.
+
+        Such an event arriving when no stream is open is ignored rather than
+        starting a new stream: OpenAI's ``[DONE]`` after an error ended the
+        stream, say. ``payload`` is already stripped.
+        """
+        return payload == b"[DONE]"
+
+    @classmethod
     def detect(cls, probe: dict[str, Any]) -> bool:
         """Whether a first event decoded as ``probe`` (a JSON object) is of this format."""
         return False

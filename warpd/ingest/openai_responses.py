@@ -154,6 +154,12 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
             "sequence_number" in probe or not isinstance(probe.get("error"), dict)
         )
 
+    @classmethod
+    def trails_a_stream(cls, payload: bytes) -> bool:
+        # Providers may send response.failed after the error event that
+        # already ended the stream.
+        return b"response.failed" in payload and _kind_of(payload) == "response.failed"
+
     def feed(self, payload: bytes) -> list[Delta]:
         event: _Event = decode_json(_event_decoder, payload, _WHAT)
         kind = event.type
@@ -343,3 +349,18 @@ def _field(item: dict[str, Any], name: str, event: _Event) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise InputError(f"{event.type}: item field {name!r} is not a string: {value!r:.60}")
+
+
+class _Kind(msgspec.Struct):
+    type: str | None = None
+
+
+_kind_decoder = msgspec.json.Decoder(_Kind)
+
+
+def _kind_of(payload: bytes) -> str | None:
+    """The ``type`` of an event, or None if it is not one."""
+    try:
+        return _kind_decoder.decode(payload).type
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None

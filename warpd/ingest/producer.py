@@ -83,11 +83,16 @@ class ProducerStreams:
                 frame=self.frames,
             )
         payload = frame if self._raw else sse_payload(frame)
-        if self._assembler is None:
-            if not self._raw and (not payload.strip() or payload.strip() == b"[DONE]"):
-                # Blank frames, and an end marker with no stream open (after
-                # a provider error ended it), carry nothing.
+        if self._assembler is None and not self._raw:
+            stripped = payload.strip()
+            decoder = self._decoder_class
+            if not stripped or stripped == b"[DONE]" or (
+                decoder is not None and decoder.trails_a_stream(stripped)
+            ):
+                # Blank frames, and what trails a stream that already ended
+                # (an end marker after a provider error), carry nothing.
                 return []
+        if self._assembler is None:
             try:
                 self._start(payload)
             except InputError as exc:
