@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import TIMEOUT_UNIT, Daemon
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 __all__ = ["FIXTURES_DIR", "TIMEOUT_UNIT", "fixture_files"]
 
@@ -52,3 +53,12 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
     """A real ``warpd serve`` on a temporary socket; stopped and checked after the test."""
     with Daemon(short_tmp) as started:
         yield started
+
+
+@pytest.fixture
+def redis_server(short_tmp: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, without persistence; stopped after."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (tools/install-test-deps installs it)")
+    with RedisServer(short_tmp) as server:
+        yield server

@@ -9,6 +9,7 @@ file and the field. The repository's ``config.toml`` documents every default
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +96,49 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
 
+class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Where sessions live: this daemon's memory, or a Redis shared by several daemons.
+
+    See docs/scaling.md. The URL may carry a password and select TLS
+    (``rediss://``); it is never logged as given (see :func:`redacted_url`).
+    """
+
+    # Empty: sessions live in this daemon's memory. "redis://HOST:PORT/DB",
+    # "rediss://…" for TLS, "redis://:PASSWORD@HOST…" or "redis://USER:PASSWORD@HOST…"
+    # with an ACL user, or "unix:///path/redis.sock".
+    url: str = ""
+    # Messages each session's history keeps in Redis (XADD MAXLEN ~): the
+    # window within which since=SEQ resumes work, on any daemon.
+    stream_maxlen: int = 10_000
+    # Prefix of every Redis key and channel warpd uses; daemons that share
+    # sessions use the same prefix.
+    key_prefix: str = "warpd"
+    # Reconnection backoff after Redis is lost, in seconds: doubles from min to max.
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+    # Seconds one Redis command may take before Redis counts as unavailable.
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            shown = redacted_url(self.url)
+            raise ValueError(f"url must start with redis://, rediss:// or unix://, got {shown!r}")
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", self.key_prefix):
+            raise ValueError(
+                f"key_prefix must be 1-64 letters, digits and . _ : -, got {self.key_prefix!r}"
+            )
+        for name in ("stream_maxlen", "reconnect_min", "reconnect_max", "timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must not be less than reconnect_min")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: safe to log and show in status."""
+    return re.sub(r"^([a-z]+://)([^/@]*:)?[^/@]*@", lambda m: f"{m[1]}{m[2] or ''}***@", url)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """The whole configuration of a warpd daemon."""
 
@@ -103,6 +147,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
 
 
 def runtime_dir() -> Path:
