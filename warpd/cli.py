@@ -41,6 +41,7 @@ from warpd.protocol import (
     encode_control,
 )
 from warpd.service import add_service_parser
+from warpd.terminal import PrettyOutput, no_color_requested
 
 READ_SIZE = 64 * 1024
 
@@ -101,7 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--session", action="append", metavar="NAME", help="session to follow (repeatable; * = all)"
     )
-    sub.add_argument("--output", choices=("jsonl", "sse"), default="jsonl")
+    sub.add_argument(
+        "--output",
+        choices=("pretty", "jsonl", "sse"),
+        help="pretty: rendered blocks (the default on a terminal; plain text elsewhere); "
+        "jsonl, sse: the block messages (the default when not a terminal: jsonl)",
+    )
+    sub.add_argument(
+        "--no-color", action="store_true", help="pretty output without colours (also NO_COLOR)"
+    )
     sub.add_argument("--once", action="store_true", help="exit after the first stream completes")
     sub.add_argument("--replay", type=int, default=0, metavar="N",
                      help="first show the last N completed streams")
@@ -307,7 +316,20 @@ class _Resume:
 
 async def _subscribe_async(args: argparse.Namespace, address: Address, sessions: list[str]) -> int:
     out = sys.stdout.buffer
-    write = _sse_writer(out) if args.output == "sse" else _jsonl_writer(out)
+    output = args.output or ("pretty" if out.isatty() else "jsonl")
+    if output != "pretty":
+        write = _sse_writer(out) if output == "sse" else _jsonl_writer(out)
+        return await _subscription(args, address, sessions, write)
+    async with PrettyOutput(out, no_color=no_color_requested(args.no_color)) as pretty:
+        return await _subscription(args, address, sessions, pretty.write)
+
+
+async def _subscription(
+    args: argparse.Namespace,
+    address: Address,
+    sessions: list[str],
+    write: Callable[[Any, bytes], None],
+) -> int:
     resume = _Resume()
     delay = 0.1
     connected_once = False

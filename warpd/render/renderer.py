@@ -4,8 +4,8 @@ The screen is split in two. Above is committed output: rows written once,
 each followed by a newline, never touched again, so the terminal's scrollback
 is always right. Below is the live tail: the unfinished row(s) of the block
 being streamed and a status line per live stream, at most a few rows and
-never more than the screen. Each update erases the tail (cursor up, erase
-below), writes any newly committed rows, and paints the tail again, all inside
+never more than the screen. Each update erases the tail (row by row, going
+up), writes any newly committed rows, and paints the tail again, all inside
 one synchronized update (DEC mode 2026) so terminals that support it never
 show the intermediate state.
 
@@ -32,7 +32,8 @@ from warpd.render.wrap import Layout, text_width
 
 SYNC_BEGIN = "\x1b[?2026h"
 SYNC_END = "\x1b[?2026l"
-_ERASE_BELOW = "\x1b[J"
+_ERASE_ROW = "\r\x1b[2K"
+_UP_ERASE_ROW = "\x1b[A\r\x1b[2K"
 # Streams that ended are remembered (to ignore late repeats) up to this many.
 _FINISHED_MEMORY = 1024
 _STATUS_ROWS = 3
@@ -78,6 +79,7 @@ class TerminalRenderer:
         self._now = clock()
         self._frame = 0
         self._closed = False
+        self._epoch: str | None = None
 
     @property
     def width(self) -> int:
@@ -107,9 +109,18 @@ class TerminalRenderer:
         elif isinstance(message, ErrorMessage):
             text = "warpd: " + neutralise(message.message)
             extra.append(encode_row([(text, Style(BOLD, RED))], self.mode))
-        elif isinstance(message, HelloMessage) and message.resume_failed:
-            text = "warpd: cannot resume: " + neutralise(message.resume_failed)
-            extra.append(encode_row([(text, Style(ITALIC, GREY))], self.mode))
+        elif isinstance(message, HelloMessage):
+            if self._epoch is not None and (
+                message.epoch != self._epoch or message.resume_failed
+            ):
+                # What was live before the reconnection will never complete
+                # here, and a restarted daemon numbers its streams afresh.
+                extra.extend(self._abandon("(interrupted: the connection to warpd was lost)"))
+                self._finished.clear()
+            self._epoch = message.epoch
+            if message.resume_failed:
+                text = "warpd: cannot resume: " + neutralise(message.resume_failed)
+                extra.append(encode_row([(text, Style(ITALIC, GREY))], self.mode))
         return self._update(extra)
 
     def resize(self, width: int, height: int) -> bytes:
@@ -139,13 +150,16 @@ class TerminalRenderer:
         """Finish: commit what unfinished streams have shown, remove the tail."""
         if self._closed:
             return b""
-        committed: list[str] = []
-        for view in self._streams.values():
-            committed.extend(view.abandon())
-        self._streams.clear()
-        out = self._paint(committed, [])
+        out = self._paint(self._abandon("(still streaming when the subscriber stopped)"), [])
         self._closed = True
         return out
+
+    def _abandon(self, note: str) -> list[str]:
+        committed: list[str] = []
+        for view in self._streams.values():
+            committed.extend(view.abandon(note))
+        self._streams.clear()
+        return committed
 
     # -- painting -----------------------------------------------------------
 
@@ -188,10 +202,11 @@ class TerminalRenderer:
             return b""
         out: list[str] = [SYNC_BEGIN] if self._sync else []
         if self._painted_height:
-            out.append("\r")
-            if self._painted_height > 1:
-                out.append(f"\x1b[{self._painted_height - 1}A")
-            out.append(_ERASE_BELOW)
+            # Row by row from the bottom, with erase-line: an erase-below
+            # at the top-left corner is "clear screen", which tmux (and
+            # others) answer by copying the screen into the scrollback.
+            out.append(_ERASE_ROW)
+            out.extend(_UP_ERASE_ROW for _ in range(self._painted_height - 1))
         for row in committed:
             out.append(row)
             out.append("\r\n")

@@ -440,8 +440,8 @@ class StreamView:
             rows = [*self._header_rows(), *rows][-limit:]
         return rows
 
-    def abandon(self) -> list[str]:
-        """Every row this stream has, finished or not (the subscriber is leaving)."""
+    def abandon(self, note: str) -> list[str]:
+        """Every row this stream has, finished or not, then ``note`` (it will not end here)."""
         out = self.drain()
         for index in sorted(self._blocks):
             if index < self._cursor:
@@ -457,8 +457,7 @@ class StreamView:
                 out.extend(rows)
                 view.rows = []
         if out:
-            note = [("(still streaming when the subscriber stopped)", _LABEL)]
-            out.append(encode_row(note, self.mode))
+            out.append(encode_row([(note, _LABEL)], self.mode))
         self.done = True
         return out
 

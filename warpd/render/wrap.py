@@ -34,7 +34,17 @@ def text_width(text: str) -> int:
     if text.isascii():
         # Neutralised text has no control characters: one cell each.
         return len(text)
-    return sum(char_width(ch) for ch in text)
+    width = _text_widths.get(text)
+    if width is None:
+        width = sum(map(char_width, text))
+        if len(_text_widths) > 4096:
+            _text_widths.clear()
+        _text_widths[text] = width
+    return width
+
+
+# Rows repeat the same short non-ASCII pieces (rules, separators, spinners).
+_text_widths: dict[str, int] = {}
 
 
 class Layout:
@@ -180,10 +190,16 @@ class Wrapper:
         self._word, self._word_w = [], 0
 
     def _flush_row(self) -> None:
-        cells = self._row
+        cells, width = self._row, self._row_w
         self._row, self._row_w = [], 0
         self._gap, self._gap_w = [], 0
         avail = self._avail()
+        if width > avail:
+            cells = self._split_wide(cells, avail)
+        self._emit_cells(cells)
+
+    def _split_wide(self, cells: list[Cell], avail: int) -> list[Cell]:
+        """Emit all but the last row of ``cells``; return the last."""
         # After a resize to a narrower terminal the row may be too wide.
         while sum(w for _, _, w in cells) > avail and len(cells) > 1:
             taken = 0
@@ -196,7 +212,7 @@ class Wrapper:
             self._emit_cells(cells[:split])
             cells = cells[split:]
             avail = self._avail()
-        self._emit_cells(cells)
+        return cells
 
     def _emit_cells(self, cells: list[Cell]) -> None:
         prefix = self._first if self._rows_out == 0 else self._rest

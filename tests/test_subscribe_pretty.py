@@ -1,0 +1,128 @@
+"""End to end: a real ``warpd subscribe`` in a tmux pane against a real daemon.
+
+tmux is the terminal here: what the test reads back is what a user would see
+(``tmux capture-pane``), scrollback included.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TIMEOUT_UNIT
+from tests.daemon import Daemon
+from tests.test_openai_chat import PARALLEL_TOOLS
+
+TMUX = shutil.which("tmux")
+pytestmark = pytest.mark.skipif(
+    TMUX is None, reason="tmux is not installed (apt-get install tmux): it is the terminal here"
+)
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+FOOTER = re.compile(r"^── .*\d+\.\ds( ─+)?$")
+
+
+class TmuxPane:
+    """A detached tmux session of its own (private socket) running one command."""
+
+    def __init__(self, workdir: Path, command: list[str], width: int, height: int) -> None:
+        assert TMUX is not None
+        self._base = [TMUX, "-S", str(workdir / "tmux.sock"), "-f", "/dev/null"]
+        # The shell line keeps the pane open after the command exits, showing its status.
+        line = f"{shlex.join(command)}; echo \"[exit $?]\"; sleep 600"
+        self.tmux("new-session", "-d", "-s", "w", "-x", str(width), "-y", str(height), line)
+        self.tmux("set-option", "-t", "w", "history-limit", "10000")
+
+    def tmux(self, *args: str) -> str:
+        result = subprocess.run(
+            [*self._base, *args], capture_output=True, timeout=2 * TIMEOUT_UNIT, check=True
+        )
+        return result.stdout.decode()
+
+    def lines(self) -> list[str]:
+        """Scrollback and screen, trailing blank lines dropped."""
+        text = self.tmux("capture-pane", "-p", "-t", "w", "-S", "-", "-E", "-")
+        lines = [line.rstrip() for line in text.split("\n")]
+        while lines and not lines[-1]:
+            lines.pop()
+        return lines
+
+    def wait_for(self, what: str, ok: Callable[[list[str]], bool]) -> list[str]:
+        deadline = time.monotonic() + 4 * TIMEOUT_UNIT
+        while time.monotonic() < deadline:
+            lines = self.lines()
+            if ok(lines):
+                return lines
+            time.sleep(0.05)
+        raise AssertionError(f"tmux pane never showed {what}:\n" + "\n".join(self.lines()))
+
+    def kill(self) -> None:
+        subprocess.run([*self._base, "kill-server"], capture_output=True, timeout=TIMEOUT_UNIT)
+
+
+def wait_for_subscriber(daemon: Daemon) -> None:
+    deadline = time.monotonic() + 4 * TIMEOUT_UNIT
+    while time.monotonic() < deadline:
+        status = json.loads(daemon.run("status", "--json", check=True).stdout)
+        if any(row["subscribers"] for row in status["sessions"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError("warpd subscribe never subscribed")
+
+
+def footers(lines: list[str]) -> list[str]:
+    return [line for line in lines if FOOTER.match(line)]
+
+
+def test_subscribe_renders_live_blocks_in_a_terminal(daemon: Daemon, short_tmp: Path) -> None:
+    command = [
+        "env",
+        f"WARPD_ADDR={daemon.address}",
+        "NO_COLOR=1",
+        sys.executable,
+        "-m",
+        "warpd",
+        "subscribe",
+    ]
+    pane = TmuxPane(short_tmp, command, 80, 24)
+    try:
+        wait_for_subscriber(daemon)
+        assert daemon.push(data=PARALLEL_TOOLS).returncode == 0
+        lines = pane.wait_for("the stream's footer", lambda ls: len(footers(ls)) == 1)
+        text = "\n".join(lines)
+        # The screen was empty: the first line is the stream's header (a tail
+        # erased with "clear screen" would have left copies in the scrollback).
+        assert lines[0].startswith("── default/1 · gpt-test"), "\n".join(lines)
+        assert "⚙ get_weather call_a\n{\n  \"city\": \"Paris\"\n}" in text
+        assert "⚙ get_time call_b" in text
+        assert footers(lines)[0].startswith("── tool_calls")
+        # The status line is gone once the stream is complete, and nothing is doubled.
+        assert not any(ch in text for ch in SPINNER)
+        assert text.count("get_weather") == 1
+
+        # A narrower terminal: SIGWINCH, and the next stream wraps at the new width.
+        pane.tmux("resize-window", "-t", "w", "-x", "40", "-y", "20")
+        time.sleep(0.2)
+        words = " ".join(f"word{n}" for n in range(60))
+        assert daemon.push(None, "--format", "text", data=words.encode()).returncode == 0
+        lines = pane.wait_for("a second footer", lambda ls: len(footers(ls)) == 2)
+        start = next(i for i, line in enumerate(lines) if line.startswith("── default/2"))
+        body = lines[start + 1 : lines.index(footers(lines)[1])]
+        assert body and all(len(line) <= 40 for line in body)
+        assert " ".join(body).split() == words.split()
+
+        pane.tmux("send-keys", "-t", "w", "C-c")
+        lines = pane.wait_for("the exit status", lambda ls: any("[exit " in x for x in ls))
+        # Ctrl-C: the subscriber leaves cleanly (130, as for any interrupted command).
+        assert lines[-1].endswith("[exit 130]"), "\n".join(lines[-8:])
+    finally:
+        pane.kill()
