@@ -46,6 +46,7 @@ class _BlockState:
     """A block as it grows: all its parts, and the parts not yet sent."""
 
     __slots__ = (
+        "id",
         "index",
         "type",
         "choice",
@@ -63,7 +64,8 @@ class _BlockState:
         "complete",
     )
 
-    def __init__(self, index: int, type: BlockType, choice: int) -> None:
+    def __init__(self, stream: str, index: int, type: BlockType, choice: int) -> None:
+        self.id = f"{stream}/{index}"
         self.index = index
         self.type: BlockType = type
         self.choice = choice
@@ -174,7 +176,7 @@ class BlockAssembler:
     def _block_for(self, key: Hashable, type: BlockType, choice: int) -> _BlockState:
         block = self._open.get(key)
         if block is None:
-            block = _BlockState(len(self._blocks), type, choice)
+            block = _BlockState(self.stream, len(self._blocks), type, choice)
             self._blocks.append(block)
             self._open[key] = block
         self._changed[block.index] = block
@@ -252,7 +254,7 @@ class BlockAssembler:
     # -- state rules --------------------------------------------------------
 
     def _add_error(self, error: ErrorInfo) -> None:
-        block = _BlockState(len(self._blocks), "error", 0)
+        block = _BlockState(self.stream, len(self._blocks), "error", 0)
         block.parts.append(error.message)
         block.error = error
         self._blocks.append(block)
@@ -306,12 +308,17 @@ class BlockAssembler:
     def _delta_message(self) -> BlocksMessage:
         changed = self._changed
         if len(changed) == 1:
-            blocks = [self._block(b, whole=b.complete) for b in changed.values()]
+            (block,) = changed.values()
+            blocks = [self._block(block, whole=block.complete)]
+            block.pending = []
         else:
             blocks = [self._block(changed[i], whole=changed[i].complete) for i in sorted(changed)]
-        for block in changed.values():
-            block.pending = []
+            for block in changed.values():
+                block.pending = []
         self._changed = {}
+        if self._sent_first and not self._model_changed:
+            # The common case, built positionally: this runs once per upstream event.
+            return BlocksMessage(self.session, self.stream, 0, True, False, blocks)
         first = not self._sent_first
         self._sent_first = True
         model_changed, self._model_changed = self._model_changed, False
@@ -333,34 +340,18 @@ class BlockAssembler:
         else:
             pending = block.pending
             value = pending[0] if len(pending) == 1 else "".join(pending)
-        streaming = not block.complete
+        complete = block.complete
+        # Positional arguments, in Block's field order: this runs per delta.
         if block.type == "tool_call":
+            tool = Tool(block.call_id, block.call_type, ToolFunction(block.name, value))
             return Block(
-                id=f"{self.stream}/{block.index}",
-                index=block.index,
-                type="tool_call",
-                streaming=streaming,
-                complete=block.complete,
-                tool=Tool(block.call_id, block.call_type, ToolFunction(block.name, value)),
-                choice=block.choice,
-                invalid_arguments=block.invalid_arguments,
-                truncated=block.truncated,
-                upstream_type=block.upstream_type,
-                data=block.data,
+                block.id, block.index, "tool_call", not complete, complete, None, tool, None,
+                block.choice, False, block.invalid_arguments, block.truncated,
+                block.upstream_type, block.data,
             )
         return Block(
-            id=f"{self.stream}/{block.index}",
-            index=block.index,
-            type=block.type,
-            streaming=streaming,
-            complete=block.complete,
-            text=value,
-            error=block.error,
-            choice=block.choice,
-            refusal=block.refusal,
-            truncated=block.truncated,
-            upstream_type=block.upstream_type,
-            data=block.data,
+            block.id, block.index, block.type, not complete, complete, value, None, block.error,
+            block.choice, block.refusal, False, block.truncated, block.upstream_type, block.data,
         )
 
 

@@ -82,7 +82,8 @@ class ProducerStreams:
                 f"event of {len(frame)} bytes is over the limit of {self._max_frame_bytes}",
                 frame=self.frames,
             )
-        payload = frame if self._raw else sse_payload(frame)
+        # Most frames are bare JSON: skip the SSE check for them.
+        payload = frame if self._raw or frame[:1] == b"{" else sse_payload(frame)
         if self._assembler is None and not self._raw:
             stripped = payload.strip()
             decoder = self._decoder_class
