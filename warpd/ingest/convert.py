@@ -6,9 +6,10 @@ and of the decode benchmarks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
+from warpd.blocks import BlockAssembler
 from warpd.errors import InputError
 from warpd.ingest import DECODERS
 from warpd.ingest.framing import AutoFramer, Framing, make_framer
@@ -31,6 +32,7 @@ def convert(
     session: str = "default",
     framing: FramingChoice = "auto",
     errors: Literal["raise", "message"] = "raise",
+    on_start: Callable[[BlockAssembler], None] | None = None,
 ) -> Iterator[BlocksMessage]:
     """Decode and assemble ``chunks`` (any split of the input bytes) into block messages.
 
@@ -38,6 +40,8 @@ def convert(
     as a fresh daemon would give them. A bad event raises :class:`InputError`
     (with its input line) when ``errors="raise"``; with ``errors="message"`` the
     stream it hit completes aborted with an error block, as in the daemon.
+    ``on_start``, if given, is called with each new stream's assembler (as the
+    daemon's hub is).
     """
     counter = 0
 
@@ -46,7 +50,7 @@ def convert(
         counter += 1
         return f"{session}/{counter}"
 
-    producer = ProducerStreams(session, format, new_stream_id)
+    producer = ProducerStreams(session, format, new_stream_id, on_start=on_start)
     framer = make_framer(framing_for(format, framing))
     # Auto framing of auto format: input that is neither SSE nor JSON is text.
     sniffing = isinstance(framer, AutoFramer) and format == "auto"
