@@ -30,7 +30,7 @@ locally, back off, reconnect, catch up with :meth:`RedisBroker.history_after`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -307,12 +307,13 @@ class RedisBroker:
         return {_text(k): int(v) for k, v in entries.items()}
 
     async def history_after(
-        self, session: str, after: int, *, limit: int | None = None
+        self, session: str, after: int, *, limit: int | None = None, strict: bool = True
     ) -> list[tuple[int, bytes]] | None:
         """The messages of ``session`` with seq > ``after``, oldest first: (seq, bytes).
 
         None when the log no longer holds seq ``after + 1`` (trimmed: the
-        resume window is past). At most ``limit`` messages (default: the
+        resume window is past), unless not ``strict``: then whatever the log
+        holds after ``after``. At most ``limit`` messages (default: the
         whole window). Messages published while this runs may or may not be
         included: the caller drops what it already has by seq.
         """
@@ -326,6 +327,8 @@ class RedisBroker:
             raise RedisUnavailable(f"Redis at {self.where}: {exc}") from None
         out = _entries(entries)
         last_seq = int(last or 0)
+        if not strict:
+            return out
         if out and out[0][0] != after + 1:
             return None
         if not out and last_seq > after:
@@ -344,7 +347,7 @@ class RedisBroker:
             raise RedisUnavailable(f"Redis at {self.where}: {exc}") from None
         return _entries(entries)[::-1]
 
-    async def listen(self, poll: float = 1.0) -> AsyncIterator[tuple[str, bytes]]:
+    async def listen(self, poll: float = 1.0) -> AsyncGenerator[tuple[str, bytes], None]:
         """Every message published from now on, per session in seq order: (session, bytes).
 
         Raises :class:`RedisUnavailable` when the subscription is lost;
