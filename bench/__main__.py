@@ -13,6 +13,7 @@ BENCHMARKS = {
     "decode": "bench.decode",
     "fanout": "bench.fanout",
     "memory": "bench.memory",
+    "render": "bench.render",
 }
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import fixture_files
 from tests.vt import Terminal
@@ -28,7 +30,7 @@ from warpd.ingest.deltas import (
     ToolCallDelta,
     UpstreamError,
 )
-from warpd.protocol import BlocksMessage, StreamMessage
+from warpd.protocol import BlocksMessage, ErrorMessage, HelloMessage, StreamMessage
 from warpd.render import SYNC_BEGIN, SYNC_END, TerminalRenderer
 from warpd.render.wrap import text_width
 
@@ -476,3 +478,59 @@ def test_resize_repaints_tail_at_new_width() -> None:
     assert max(len(line) for line in lines) > 40
     assert all(len(line) <= 100 for line in lines)
     assert " ".join(" ".join(lines).split()).count("word") == 400
+
+
+def test_reconnection_to_a_restarted_daemon_ends_what_was_live() -> None:
+    first = text_stream("before the restart\nand more\n", seed=1)
+    renderer = TerminalRenderer(80, HEIGHT, clock=clock)
+    term = Terminal(80, HEIGHT)
+    term.feed(renderer.feed(HelloMessage(epoch="one", sessions=["default"])))
+    for message in first[:-3]:
+        term.feed(renderer.feed(message))
+    assert renderer.live
+    # The daemon restarted: a new epoch, and its stream ids start again at 1.
+    term.feed(renderer.feed(HelloMessage(epoch="two", sessions=["default"])))
+    assert not renderer.live
+    again = text_stream("after the restart\n", seed=2)
+    for message in again:
+        term.feed(renderer.feed(message))
+    term.feed(renderer.close())
+    lines = term.lines()
+    assert "(interrupted: the connection to warpd was lost)" in lines
+    assert lines.count(lines[0]) == 2  # Two headers of default/1.
+    assert "after the restart" in lines
+
+
+def test_error_message_from_the_daemon() -> None:
+    renderer = TerminalRenderer(80, HEIGHT, plain=True, clock=clock)
+    out = renderer.feed(ErrorMessage(message="unknown session \x1b[2J"))
+    assert out == b"warpd: unknown session ^[[2J\n"
+
+
+ALPHABET = "ab c\n\n*_`~[]()|-#>1.:\\\t\r\x1b\x07\u202e中😀\u0301é "
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.text(alphabet=ALPHABET, max_size=300)
+    | st.sampled_from([MARKDOWN, WIDE, "\n".join(INJECTIONS)]),
+    cuts=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=50),
+    width=st.integers(min_value=8, max_value=60),
+)
+def test_any_split_renders_like_one_shot(text: str, cuts: list[int], width: int) -> None:
+    """Plain output (the committed rows exactly) does not depend on how text was cut."""
+    pieces, i, n = [], 0, 0
+    while i < len(text):
+        pieces.append(text[i : i + cuts[n % len(cuts)]])
+        i += cuts[n % len(cuts)]
+        n += 1
+    events: list[list[Delta]] = [[StreamInfo(model="m")]]
+    events += [[TextDelta("t", "text", piece)] for piece in pieces]
+    events += [[ChoiceFinish(0, "stop")], [StreamEnd()]]
+    messages = assemble(events)
+    streamed = b"".join(render(messages, width, plain=True)[1]).decode()
+    whole = b"".join(render([messages[-1]], width, plain=True, ticks=False)[1]).decode()
+    assert streamed == whole
+    for line in streamed.split("\n"):
+        assert text_width(line) <= width, line
+    assert "\x1b" not in streamed and "\r" not in streamed

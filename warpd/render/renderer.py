@@ -52,6 +52,7 @@ class TerminalRenderer:
     at all and no live tail, only committed rows. ``sync=False`` leaves out
     the synchronized-update brackets. ``clock`` gives Unix time (message
     ``created`` stamps are Unix times); ``max_tail`` bounds the tail's rows.
+    Rows fit terminals of 8 columns and more; narrower ones may see rows wrap.
     """
 
     def __init__(
