@@ -534,3 +534,17 @@ def test_any_split_renders_like_one_shot(text: str, cuts: list[int], width: int)
     for line in streamed.split("\n"):
         assert text_width(line) <= width, line
     assert "\x1b" not in streamed and "\r" not in streamed
+
+
+def test_note_is_committed_above_the_live_tail() -> None:
+    messages = text_stream("first line\nsecond", seed=1)
+    renderer = TerminalRenderer(80, HEIGHT, clock=clock)
+    term = Terminal(80, HEIGHT)
+    for message in messages[:-2]:
+        term.feed(renderer.feed(message))
+    term.feed(renderer.note("warpd subscribe: reconnected \x1b[2J"))
+    for message in messages[-2:]:
+        term.feed(renderer.feed(message))
+    lines = term.lines()
+    assert "warpd subscribe: reconnected ^[[2J" in lines
+    assert lines.count("first line") == 1 and "second" in lines

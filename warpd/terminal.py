@@ -78,6 +78,10 @@ class PrettyOutput:
         """Render one message from the daemon (``data``, its raw bytes, is not needed)."""
         self._emit(self.renderer.feed(message))
 
+    def note(self, text: str) -> None:
+        """Show a line of the subscriber's own (reconnected, resume failed) in the output."""
+        self._emit(self.renderer.note(text))
+
     def _emit(self, data: bytes) -> None:
         if data:
             self._out.write(data)

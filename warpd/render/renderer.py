@@ -124,6 +124,18 @@ class TerminalRenderer:
                 extra.append(encode_row([(text, Style(ITALIC, GREY))], self.mode))
         return self._update(extra)
 
+    def note(self, text: str) -> bytes:
+        """Commit a line of the subscriber's own (e.g. "reconnected"), between streams' rows.
+
+        Print such lines through here rather than straight to the terminal:
+        a line written under the live tail would be erased or overwritten.
+        """
+        if self._closed:
+            return b""
+        self._now = self._clock()
+        row = encode_row([(neutralise(text), Style(ITALIC, GREY))], self.mode)
+        return self._paint([row], self._tail() if self.mode is not Mode.PLAIN else [])
+
     def resize(self, width: int, height: int) -> bytes:
         """The terminal is now ``width`` x ``height``: repaint the tail at that size.
 
