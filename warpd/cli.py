@@ -278,10 +278,10 @@ async def _push_replies(ws: ClientConnection, verbose: Callable[..., None]) -> E
                     raise PushRejected(message.message, frame=message.frame)
                 case EndMessage():
                     return message
-    except ConnectionClosed as exc:
-        raise PushRejected(f"the daemon closed the connection: {exc}") from None
+    except ConnectionClosed:
+        pass
     raise PushRejected(
-        f"the daemon closed the connection before completing the stream "
+        f"the daemon closed the connection "
         f"(code {ws.close_code}{': ' + ws.close_reason if ws.close_reason else ''})"
     )
 
@@ -347,8 +347,9 @@ async def _subscription(
         connected_once = True
         delay = 0.1
         try:
-            async for frame in ws:
-                data = frame.encode() if isinstance(frame, str) else frame
+            while True:
+                # The raw bytes: written out as they are, not decoded and re-encoded.
+                data = await ws.recv(decode=False)
                 message = decode_server_message(data)
                 write(message, data)
                 match message:

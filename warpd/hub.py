@@ -12,15 +12,26 @@ message per session, the final messages of streams that completed since the
 last message it was sent, and a snapshot of every live stream — so it ends
 with the same final blocks as everyone else, and its memory cost stays
 bounded whatever it does.
+
+That resync material is queued outside the bound (it is state the hub keeps
+anyway: the kept finals, and snapshots encoded once per session seq and shared
+by every subscriber that needs them), so the first live message after a big
+snapshot does not throw the subscriber behind again. Nothing in an outbox is
+a per-subscriber copy: every entry is a reference to bytes the hub encoded once.
+
+History (for resume) and kept finals (for resync and replay) are bounded per
+session by count and bytes, and all sessions together by
+``history.total_bytes``, evicting the oldest across all sessions first.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from warpd.blocks import BlockAssembler
@@ -56,13 +67,19 @@ class SubscriberOutbox:
     The hub calls :meth:`put`; the subscriber's writer waits until woken, then
     calls :meth:`take` and sends what it gets. ``behind`` means messages were
     dropped: the writer must call :meth:`Hub.resync` before taking more.
+
+    Only live messages count against ``limit``; forced entries (hello, replay,
+    resync material) are never dropped and don't count, as they are bounded by
+    what the hub keeps anyway.
     """
 
     def __init__(self, limit: int, wake: Callable[[], None]) -> None:
         self.limit = limit
         self._wake = wake
-        self._queue: deque[tuple[str, int, bytes]] = deque()
+        # (session, seq, bytes, forced)
+        self._queue: deque[tuple[str, int, bytes, bool]] = deque()
         self.queued_bytes = 0
+        self.forced_bytes = 0
         self.behind = False
         self.behind_since = 0.0
         self.dropped = 0
@@ -74,30 +91,39 @@ class SubscriberOutbox:
 
         ``force`` queues it regardless (resync material, which must get through).
         """
-        if self.behind and not force:
+        if force:
+            self._queue.append((session, seq, data, True))
+            self.forced_bytes += len(data)
+            self._wake()
+            return
+        if self.behind:
             self.dropped += 1
             self.dropped_sessions.add(session)
             return
         size = len(data)
-        if not force and self._queue and self.queued_bytes + size > self.limit:
-            self.dropped += len(self._queue) + 1
-            self.dropped_sessions.update(entry[0] for entry in self._queue)
+        if self.queued_bytes and self.queued_bytes + size > self.limit:
+            kept = deque(entry for entry in self._queue if entry[3])
+            for entry in self._queue:
+                if not entry[3]:
+                    self.dropped += 1
+                    self.dropped_sessions.add(entry[0])
+            self.dropped += 1
             self.dropped_sessions.add(session)
-            self._queue.clear()
+            self._queue = kept
             self.queued_bytes = 0
             self.behind = True
             self.behind_since = time.monotonic()
             self._wake()
             return
-        self._queue.append((session, seq, data))
+        self._queue.append((session, seq, data, False))
         self.queued_bytes += size
         self._wake()
 
     def take(self) -> list[tuple[str, int, bytes]]:
         """Everything queued, oldest first: (session, seq, bytes); seq 0 for control messages."""
-        items = list(self._queue)
+        items = [(session, seq, data) for session, seq, data, _ in self._queue]
         self._queue.clear()
-        self.queued_bytes = 0
+        self.queued_bytes = self.forced_bytes = 0
         return items
 
     def __len__(self) -> int:
@@ -116,6 +142,7 @@ class Subscriber:
         # a resync must make up for.
         self.sent_seq: dict[str, int] = {}
         self.resyncs = 0
+        self.catchups = 0
         self.connected_at = time.monotonic()
 
     def follows(self, session: str) -> bool:
@@ -136,6 +163,17 @@ class Session:
         self.history_bytes = 0
         # Final messages of completed streams: (seq, bytes), for resync and replay.
         self.completed: deque[tuple[int, bytes]] = deque()
+        self.completed_bytes = 0
+        # Snapshots of the live streams, encoded once per (seq, resync flag)
+        # and shared by every subscriber that joins or resyncs meanwhile.
+        self.snapshot_cache: dict[bool, tuple[int, list[bytes]]] = {}
+
+
+def _still_kept(session: Session, seq: int, final: bool) -> bool:
+    """Whether a session still holds the message ``seq`` (history or kept final)."""
+    kept = session.completed if final else session.history
+    # Each session evicts from the front only, so what is kept is a suffix.
+    return bool(kept) and kept[0][0] <= seq
 
 
 class Hub:
@@ -149,7 +187,13 @@ class Hub:
         self._wildcard: set[Subscriber] = set()
         self.subscriber_count = 0
         self.messages_published = 0
-        self._history_total = 0
+        # Bytes held by every session's history and kept finals together, and
+        # the order they arrived in across sessions, for evicting the oldest
+        # first when over history.total_bytes. Entries already evicted by a
+        # session's own bounds are skipped when they come up.
+        self.history_total = 0
+        self._arrivals: deque[tuple[Session, int, bool]] = deque()
+        self._kept_count = 0
 
     # -- sessions and streams -----------------------------------------------
 
@@ -191,9 +235,7 @@ class Hub:
         self._remember(session, seq, data)
         if message.complete and not message.streaming:
             session.live.pop(message.stream, None)
-            session.completed.append((seq, data))
-            while len(session.completed) > self.config.history.completed_streams:
-                session.completed.popleft()
+            self._keep_final(session, seq, data)
         name = session.name
         for subscriber in session.subscribers:
             subscriber.outbox.put(name, seq, data)
@@ -205,16 +247,57 @@ class Hub:
         history = session.history
         history.append((seq, data))
         session.history_bytes += len(data)
-        self._history_total += len(data)
+        self.history_total += len(data)
+        self._kept_count += 1
+        self._arrivals.append((session, seq, False))
         limits = self.config.history
         while history and (
-            len(history) > limits.messages
-            or session.history_bytes > limits.bytes
-            or self._history_total > limits.total_bytes
+            len(history) > limits.messages or session.history_bytes > limits.bytes
         ):
-            _, old = history.popleft()
-            session.history_bytes -= len(old)
-            self._history_total -= len(old)
+            self._evict_history(session)
+        self._within_total()
+
+    def _keep_final(self, session: Session, seq: int, data: bytes) -> None:
+        session.completed.append((seq, data))
+        session.completed_bytes += len(data)
+        self.history_total += len(data)
+        self._kept_count += 1
+        self._arrivals.append((session, seq, True))
+        while len(session.completed) > self.config.history.completed_streams:
+            self._evict_final(session)
+        self._within_total()
+
+    def _evict_history(self, session: Session) -> None:
+        _, old = session.history.popleft()
+        session.history_bytes -= len(old)
+        self.history_total -= len(old)
+        self._kept_count -= 1
+
+    def _evict_final(self, session: Session) -> None:
+        _, old = session.completed.popleft()
+        session.completed_bytes -= len(old)
+        self.history_total -= len(old)
+        self._kept_count -= 1
+
+    def _within_total(self) -> None:
+        """Evict the oldest history messages and kept finals, across sessions, while over."""
+        total = self.config.history.total_bytes
+        arrivals = self._arrivals
+        while self.history_total > total and arrivals:
+            session, seq, final = arrivals.popleft()
+            kept = session.completed if final else session.history
+            if kept and kept[0][0] == seq:
+                if final:
+                    self._evict_final(session)
+                else:
+                    self._evict_history(session)
+        # Entries of messages a session already evicted by itself are stale;
+        # rebuild the index when they outnumber the live ones, so it stays
+        # proportional to what is kept (amortised O(1) per message).
+        if len(arrivals) > 2 * self._kept_count + 64:
+            self._arrivals = deque(
+                entry for entry in arrivals if _still_kept(*entry)
+            )
 
     # -- subscribers ----------------------------------------------------------
 
@@ -252,7 +335,8 @@ class Hub:
             else [self.session(name) for name in sorted(wanted)]
         )
         resume_failed: str | None = None
-        if since is not None and epoch != self.epoch:
+        same_epoch = epoch == self.epoch
+        if since is not None and not same_epoch:
             resume_failed = (
                 f"epoch {epoch or '(none)'} is not the daemon's ({self.epoch}): "
                 "the daemon restarted and its history is gone"
@@ -277,10 +361,19 @@ class Hub:
         outbox.put("", 0, encode(hello))
         for session, after in plan:
             resuming = after is not None and resume_failed is None
-            for seq, data in list(session.completed)[-replay:] if replay > 0 else ():
-                # A resume replays what came after ``after`` from history below.
-                if not resuming or seq <= (after or 0):
-                    outbox.put(session.name, seq, data, force=True)
+            finals: list[tuple[int, bytes]] = list(session.completed)[-replay:] if replay else []
+            if resuming:
+                # History replays what came after ``after``, finals included.
+                finals = [(seq, data) for seq, data in finals if seq <= (after or 0)]
+            elif after is not None and same_epoch:
+                # History is too short, but the finals of streams that
+                # completed since ``after`` may still be kept: send them, as a
+                # resync would, so no stream's end goes missing.
+                replayed = {seq for seq, _ in finals}
+                missed = [(q, d) for q, d in session.completed if q > after and q not in replayed]
+                finals = sorted(finals + missed, key=lambda final: final[0])
+            for seq, data in finals:
+                outbox.put(session.name, seq, data, force=True)
             if resuming:
                 for seq, data in session.history:
                     if seq > (after or 0):
@@ -320,20 +413,33 @@ class Hub:
         return [self.sessions[n] for n in sorted(subscriber.sessions) if n in self.sessions]
 
     def resync(self, subscriber: Subscriber) -> None:
-        """Refill a behind subscriber's outbox: resync notes, missed finals, snapshots.
+        """Refill a behind subscriber's outbox with what makes up for the dropped messages.
 
         Call from its writer when ``outbox.behind`` is set, before taking more.
+        Per session: when history still holds every message after the last one
+        sent, those messages (a catch-up: nothing is lost, seq stays
+        continuous); otherwise a ``resync`` notice, the finals of streams that
+        completed meanwhile and snapshots of the live streams.
         """
         outbox = subscriber.outbox
         dropped, touched = outbox.dropped, outbox.dropped_sessions
         outbox.behind = False
         outbox.dropped_sessions = set()
-        subscriber.resyncs += 1
+        caught_up = resynced = False
         for session in self.sessions_of(subscriber):
             last = subscriber.sent_seq.get(session.name, 0)
             if last >= session.seq and session.name not in touched:
                 continue
             name = session.name
+            history = session.history
+            if history and history[0][0] <= last + 1:
+                # Seqs in history are consecutive: skip straight to last + 1.
+                start = last + 1 - history[0][0]
+                for seq, data in itertools.islice(history, start, None):
+                    outbox.put(name, seq, data, force=True)
+                caught_up = True
+                continue
+            resynced = True
             notice = ResyncMessage(session=name, seq=session.seq, dropped=dropped)
             outbox.put(name, 0, encode(notice), force=True)
             for seq, data in session.completed:
@@ -342,18 +448,29 @@ class Hub:
             for snapshot in self._snapshots(session, resync=True):
                 outbox.put(name, session.seq, snapshot, force=True)
             subscriber.sent_seq[name] = session.seq
+        subscriber.resyncs += resynced
+        subscriber.catchups += caught_up and not resynced
 
-    def _snapshots(self, session: Session, *, resync: bool) -> Iterator[bytes]:
+    def _snapshots(self, session: Session, *, resync: bool) -> list[bytes]:
+        """Snapshots of the session's live streams, encoded once per seq and shared."""
+        cached = session.snapshot_cache.get(resync)
+        if cached is not None and cached[0] == session.seq:
+            return cached[1]
+        encoded = []
         for assembler in session.live.values():
             snapshot: StreamMessage = assembler.snapshot()
             snapshot.seq = session.seq
             snapshot.epoch = self.epoch
             snapshot.resync = resync
-            yield encode(snapshot)
+            encoded.append(encode(snapshot))
+        session.snapshot_cache = {resync: (session.seq, encoded)}
+        return encoded
 
     def note_sent(self, subscriber: Subscriber, session: str, seq: int) -> None:
         """Record that the writer handed ``seq`` of ``session`` to the socket."""
-        if seq:
+        # Resync material interleaves older finals with newer snapshots, so
+        # the record only moves forward.
+        if seq > subscriber.sent_seq.get(session, 0):
             subscriber.sent_seq[session] = seq
 
     # -- status ----------------------------------------------------------------
@@ -373,13 +490,15 @@ class Hub:
                     "history_messages": len(session.history),
                     "history_bytes": session.history_bytes,
                     "completed_kept": len(session.completed),
+                    "completed_bytes": session.completed_bytes,
                     "subscribers": [
                         {
                             "id": s.conn_id,
                             "lag_messages": max(0, session.seq - s.sent_seq.get(session.name, 0)),
-                            "queued_bytes": s.outbox.queued_bytes,
+                            "queued_bytes": s.outbox.queued_bytes + s.outbox.forced_bytes,
                             "behind": s.outbox.behind,
                             "resyncs": s.resyncs,
+                            "catchups": s.catchups,
                             "dropped": s.outbox.dropped,
                             "connected_for": round(now - s.connected_at, 1),
                         }

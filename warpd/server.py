@@ -67,6 +67,15 @@ CLOSE_TOO_SLOW = 4008
 # How often STATUS= is refreshed for `systemctl status` (only when it changed).
 STATUS_PERIOD = 1.0
 
+# Messages larger than this go out as fragments of this size: the same bytes
+# are sliced for every subscriber, so a big final or snapshot costs each
+# socket at most one fragment of framing copy, not a copy of the message.
+FRAGMENT_BYTES = 256 * 1024
+
+# A subscriber asked to close (too slow) that cannot even take the close frame
+# within this many seconds has its connection dropped.
+CLOSE_GRACE = 10.0
+
 
 class _Producer:
     """A push connection's state, for the idle sweep and for shutdown."""
@@ -78,6 +87,29 @@ class _Producer:
         self.connection = connection
         self.last_frame = time.monotonic()
         self.log = log
+
+
+class _SubscriberLink:
+    """A subscribe connection as the server sees it: its socket and its writer's wake-up.
+
+    Closing is the writer's job (a close in the middle of a fragmented message
+    would break it): others set ``close_code`` and call ``wake``.
+    """
+
+    __slots__ = ("connection", "wake", "close_code", "close_reason", "close_asked")
+
+    def __init__(self, connection: ServerConnection, wake: asyncio.Event) -> None:
+        self.connection = connection
+        self.wake = wake
+        self.close_code = 0
+        self.close_reason = ""
+        self.close_asked = 0.0
+
+    def ask_close(self, code: int, reason: str) -> None:
+        if not self.close_code:
+            self.close_code, self.close_reason = code, reason
+            self.close_asked = time.monotonic()
+        self.wake.set()
 
 
 class Server:
@@ -112,7 +144,9 @@ class Server:
         self.started = time.monotonic()
         self._servers: list[WSServer] = []
         self._producers: set[_Producer] = set()
-        self._subscribers: dict[Subscriber, ServerConnection] = {}
+        self._subscribers: dict[Subscriber, _SubscriberLink] = {}
+        # Set once shutdown begins: producers stop being read, writers close.
+        self._closing = False
         self._conn_ids = itertools.count(1)
         self._stop: asyncio.Event | None = None
         self._signals = 0
@@ -238,6 +272,9 @@ class Server:
             "compression": None,
             "ping_interval": self.config.limits.ping_interval,
             "ping_timeout": self.config.limits.ping_interval,
+            # A peer that misses its pong or never answers our close frame is
+            # dropped this long after, so dead peers go as soon as they're found.
+            "close_timeout": min(10.0, self.config.limits.ping_interval),
             "server_header": f"warpd/{__version__}",
         }
         listening: list[Address] = []
@@ -331,21 +368,41 @@ class Server:
         return context
 
     async def shutdown(self) -> None:
-        """Stop accepting, abort live streams, flush subscribers, close them with 1001."""
+        """Stop accepting, abort live streams, flush subscribers, close them with 1001.
+
+        Bounded: producers and subscribers get ``limits.shutdown_timeout``
+        seconds to take what is theirs and the close; whoever has not by then
+        (a stopped process, a dead peer) has its connection dropped.
+        """
+        self._closing = True
+        reason = "daemon shutting down"
         for server in self._servers:
             server.close(close_connections=False)
-        for producer in list(self._producers):
-            self._publish_all(producer.streams.abort("daemon shutting down"))
-            await _close(producer.connection, 1001, "daemon shutting down")
-        deadline = time.monotonic() + self.config.limits.shutdown_timeout
-        while time.monotonic() < deadline and any(len(s.outbox) for s in self._subscribers):
-            await asyncio.sleep(0.02)
-        await asyncio.gather(
-            *(_close(ws, 1001, "daemon shutting down") for ws in self._subscribers.values())
+        closes = asyncio.gather(
+            *(self._finish_producer(p, 1001, reason) for p in list(self._producers))
         )
+        timeout = self.config.limits.shutdown_timeout
+        for link in self._subscribers.values():
+            link.ask_close(1001, reason)
+        deadline = time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(closes, timeout)
+        except TimeoutError:
+            pass
+        while self._subscribers and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        stuck = [link.connection for link in self._subscribers.values()] + [
+            p.connection for p in self._producers
+        ]
+        if stuck:
+            logger.warning(
+                "{} connection(s) still open after {}s; dropping them", len(stuck), timeout
+            )
+            for ws in stuck:
+                ws.transport.abort()
         for server in self._servers:
             try:
-                await asyncio.wait_for(server.wait_closed(), self.config.limits.shutdown_timeout)
+                await asyncio.wait_for(server.wait_closed(), timeout)
             except TimeoutError:
                 logger.warning("connections still open after the shutdown timeout; leaving")
         for path in self._unix_paths:
@@ -362,17 +419,31 @@ class Server:
             for producer in list(self._producers):
                 idle = now - producer.last_frame
                 if producer.streams.live is not None and idle > limits.producer_idle_timeout:
-                    reason = f"producer sent nothing for {idle:.0f}s"
+                    reason = f"producer sent nothing for {limits.producer_idle_timeout:g}s"
                     producer.log.warning("{}: aborting its stream", reason)
-                    self._publish_all(producer.streams.abort(reason))
-                    self._spawn(_close(producer.connection, CLOSE_IDLE, reason))
-            for subscriber, ws in list(self._subscribers.items()):
+                    self._spawn(self._finish_producer(producer, CLOSE_IDLE, reason))
+            for subscriber, link in list(self._subscribers.items()):
                 outbox = subscriber.outbox
-                if outbox.behind and now - outbox.behind_since > limits.stall_timeout:
+                if link.close_code:
+                    # Its writer could not even get to the close frame.
+                    if now - link.close_asked > CLOSE_GRACE:
+                        link.connection.transport.abort()
+                elif outbox.behind and now - outbox.behind_since > limits.stall_timeout:
                     logger.bind(conn=subscriber.conn_id).warning(
                         "subscriber stuck for {:.0f}s: disconnecting", now - outbox.behind_since
                     )
-                    self._spawn(_close(ws, CLOSE_TOO_SLOW, "too slow: stuck behind for too long"))
+                    link.ask_close(CLOSE_TOO_SLOW, "too slow: stuck behind for too long")
+
+    async def _finish_producer(self, producer: _Producer, code: int, reason: str) -> None:
+        """Complete a producer's live stream as aborted, send it the final message, close."""
+        finals = [self._publish(m) for m in producer.streams.abort(reason)]
+        ws = producer.connection
+        try:
+            for data in finals:
+                await _send_message(ws, data)
+        except ConnectionClosed:
+            return
+        await _close(ws, code, reason)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -430,7 +501,7 @@ class Server:
                 log.info("subscribe sessions={}", ",".join(route.sessions))
                 await self._subscribe(ws, route, conn_id, log)
             case StatusRoute():
-                await ws.send(encode(self.status()))
+                await ws.send(encode(self.status()), text=True)
 
     async def _push(self, ws: ServerConnection, route: PushRoute, log: Any) -> None:
         hub = self.hub
@@ -446,6 +517,9 @@ class Server:
         reason = "producer disconnected before the end of its stream"
         try:
             async for frame in ws:
+                if self._closing:
+                    # shutdown() completed this producer's stream; ignore the rest.
+                    break
                 producer.last_frame = time.monotonic()
                 data = frame.encode() if isinstance(frame, str) else frame
                 try:
@@ -460,7 +534,7 @@ class Server:
                 for message in messages:
                     data = self._publish(message)
                     if not message.streaming:
-                        await ws.send(data)
+                        await _send_message(ws, data)
         except ConnectionClosed as exc:
             reason = f"producer connection lost ({exc})"
         finally:
@@ -478,11 +552,11 @@ class Server:
         streams.frames += 1
         if control.warpd == "abort":
             for message in streams.abort(control.reason or "aborted by the producer"):
-                await ws.send(self._publish(message))
+                await _send_message(ws, self._publish(message))
             return False
         for message in streams.end():
-            await ws.send(self._publish(message))
-        await ws.send(encode(EndMessage(streams=streams.streams)))
+            await _send_message(ws, self._publish(message))
+        await ws.send(encode(EndMessage(streams=streams.streams)), text=True)
         return True
 
     async def _refuse(
@@ -506,7 +580,7 @@ class Server:
             self._publish(message)
             stream = message.stream
         try:
-            await ws.send(encode(ErrorMessage(text, frame=frame, stream=stream)))
+            await ws.send(encode(ErrorMessage(text, frame=frame, stream=stream)), text=True)
             await ws.close(code, _close_reason(str(exc)))
         except ConnectionClosed:
             pass
@@ -527,10 +601,12 @@ class Server:
             )
         except HubLimitError as exc:
             log.warning("refused: {}", exc)
-            await ws.send(encode(ErrorMessage(str(exc))))
+            await ws.send(encode(ErrorMessage(str(exc))), text=True)
             await ws.close(CLOSE_LIMIT, _close_reason(str(exc)))
             return
-        self._subscribers[subscriber] = ws
+        link = self._subscribers[subscriber] = _SubscriberLink(ws, wake)
+        if self._closing:
+            link.ask_close(1001, "daemon shutting down")
         closed = asyncio.ensure_future(ws.wait_closed())
         closed.add_done_callback(lambda _: wake.set())
         outbox = subscriber.outbox
@@ -538,12 +614,21 @@ class Server:
             while not closed.done():
                 await wake.wait()
                 wake.clear()
-                if outbox.behind:
-                    log.info("behind: {} messages dropped, resynchronising", outbox.dropped)
+                while True:
+                    for session, seq, data in outbox.take():
+                        await _send_message(ws, data)
+                        hub.note_sent(subscriber, session, seq)
+                    if len(outbox):
+                        continue
+                    if not outbox.behind:
+                        break
+                    # Only once the outbox is empty: what resync queues starts
+                    # right after the last message sent, with no duplicate.
+                    log.info("behind: {} messages dropped, catching up", outbox.dropped)
                     hub.resync(subscriber)
-                for session, seq, data in outbox.take():
-                    await ws.send(data)
-                    hub.note_sent(subscriber, session, seq)
+                if link.close_code and not len(outbox):
+                    await ws.close(link.close_code, link.close_reason)
+                    break
         except ConnectionClosed:
             pass
         finally:
@@ -626,6 +711,17 @@ def _close_reason(text: str) -> str:
     if len(data) <= 123:
         return text
     return data[:120].decode("utf-8", "ignore") + "…"
+
+
+async def _send_message(ws: ServerConnection, data: bytes) -> None:
+    """Send one encoded message as a text message, fragmented when it is large."""
+    if len(data) <= FRAGMENT_BYTES:
+        await ws.send(data, text=True)
+        return
+    view = memoryview(data)
+    await ws.send(
+        (view[i : i + FRAGMENT_BYTES] for i in range(0, len(data), FRAGMENT_BYTES)), text=True
+    )
 
 
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:

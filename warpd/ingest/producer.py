@@ -79,7 +79,8 @@ class ProducerStreams:
         self.frames += 1
         if self._max_frame_bytes is not None and len(frame) > self._max_frame_bytes:
             raise FrameTooLarge(
-                f"event of {len(frame)} bytes is over the limit of {self._max_frame_bytes}",
+                f"event of {len(frame)} bytes is over the limit of {self._max_frame_bytes} bytes "
+                "(limits.max_frame_bytes)",
                 frame=self.frames,
             )
         # Most frames are bare JSON: skip the SSE check for them.
