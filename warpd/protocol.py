@@ -163,6 +163,8 @@ class StatusMessage(msgspec.Struct, tag="status", tag_field="type", omit_default
     uptime: float
     listen: list[str]
     sessions: list[dict[str, Any]]
+    # With [broker] url: the Redis connection's state (see docs/scaling.md).
+    broker: dict[str, Any] | None = None
 
 
 ServerMessage = (

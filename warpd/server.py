@@ -23,7 +23,7 @@ import stat
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from websockets.asyncio.server import Server as WSServer
@@ -57,6 +57,9 @@ from warpd.protocol import (
 )
 from warpd.routes import PushRoute, RouteError, StatusRoute, SubscribeRoute, parse_route
 from warpd.sdnotify import SystemdNotifier
+
+if TYPE_CHECKING:
+    from warpd.redis_hub import RedisHub
 
 CLOSE_BAD_INPUT = 1007
 CLOSE_IDLE = 1008
@@ -140,7 +143,13 @@ class Server:
         self.notifier = SystemdNotifier(None)
         # The TCP bearer token, loaded when the first TCP listener starts.
         self._token: str | None = None
-        self.hub = Hub(config)
+        # [broker] url: sessions shared through Redis (imported only then).
+        self._redis: RedisHub | None = None
+        if config.broker.url:
+            from warpd.redis_hub import RedisHub
+
+            self._redis = RedisHub(config)
+        self.hub: Hub = self._redis or Hub(config)
         self.started = time.monotonic()
         self._servers: list[WSServer] = []
         self._producers: set[_Producer] = set()
@@ -241,7 +250,10 @@ class Server:
             (len(self._producers), "producer"),
             (self.hub.subscriber_count, "subscriber"),
         )
-        return ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts)
+        line = ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts)
+        if self._redis is not None and not self._redis.link.connected:
+            line += f", Redis {self._redis.link.state}: serving locally"
+        return line
 
     async def _report_status(self) -> None:
         """Keep systemd's STATUS= current."""
@@ -262,7 +274,13 @@ class Server:
             await asyncio.sleep(interval)
 
     async def startup(self) -> None:
-        """Take systemd's sockets, bind every other address, start accepting connections."""
+        """Take systemd's sockets, bind every other address, start accepting connections.
+
+        With a Redis broker, it first joins the sessions in Redis (or, if
+        Redis is unavailable, starts serving locally and keeps trying).
+        """
+        if self._redis is not None:
+            await self._redis.link.start()
         common: dict[str, Any] = {
             "process_request": self._check_request,
             # Producers' frames are bounded by limits.max_frame_bytes with a
@@ -382,6 +400,11 @@ class Server:
             *(self._finish_producer(p, 1001, reason) for p in list(self._producers))
         )
         timeout = self.config.limits.shutdown_timeout
+        if self._redis is not None:
+            # The aborted finals reach this daemon's subscribers through Redis:
+            # let them be published and come back before subscribers close.
+            await asyncio.sleep(0)
+            await self._redis.link.flush(timeout)
         for link in self._subscribers.values():
             link.ask_close(1001, reason)
         deadline = time.monotonic() + timeout
@@ -407,6 +430,8 @@ class Server:
                 logger.warning("connections still open after the shutdown timeout; leaving")
         for path in self._unix_paths:
             path.unlink(missing_ok=True)
+        if self._redis is not None:
+            await self._redis.link.stop()
         logger.info("stopped")
 
     async def _sweep(self) -> None:
@@ -436,7 +461,7 @@ class Server:
 
     async def _finish_producer(self, producer: _Producer, code: int, reason: str) -> None:
         """Complete a producer's live stream as aborted, send it the final message, close."""
-        finals = [self._publish(m) for m in producer.streams.abort(reason)]
+        finals = [await self._publish_reply(m) for m in producer.streams.abort(reason)]
         ws = producer.connection
         try:
             for data in finals:
@@ -532,9 +557,10 @@ class Server:
                     await self._refuse(ws, streams, exc, log)
                     return
                 for message in messages:
-                    data = self._publish(message)
-                    if not message.streaming:
-                        await _send_message(ws, data)
+                    if message.streaming:
+                        self._publish(message)
+                    else:
+                        await _send_message(ws, await self._publish_reply(message))
         except ConnectionClosed as exc:
             reason = f"producer connection lost ({exc})"
         finally:
@@ -552,10 +578,10 @@ class Server:
         streams.frames += 1
         if control.warpd == "abort":
             for message in streams.abort(control.reason or "aborted by the producer"):
-                await _send_message(ws, self._publish(message))
+                await _send_message(ws, await self._publish_reply(message))
             return False
         for message in streams.end():
-            await _send_message(ws, self._publish(message))
+            await _send_message(ws, await self._publish_reply(message))
         await ws.send(encode(EndMessage(streams=streams.streams)), text=True)
         return True
 
@@ -640,6 +666,12 @@ class Server:
     def _publish(self, message: BlocksMessage) -> bytes:
         return self.hub.publish(message)
 
+    async def _publish_reply(self, message: BlocksMessage) -> bytes:
+        """Publish a message the producer gets too; the bytes as subscribers get them."""
+        if self._redis is not None:
+            return await self._redis.publish_reply(message)
+        return self.hub.publish(message)
+
     def _publish_all(self, messages: list[BlocksMessage]) -> None:
         for message in messages:
             self.hub.publish(message)
@@ -653,6 +685,7 @@ class Server:
             uptime=round(time.monotonic() - self.started, 3),
             listen=[str(a) for a in self.addresses],
             sessions=self.hub.status(),
+            broker=self._redis.broker_status() if self._redis is not None else None,
         )
 
 
