@@ -434,7 +434,8 @@ def _status(args: argparse.Namespace) -> int:
               f" / {row['history_bytes']} bytes, {len(row['subscribers'])} subscriber(s)")
         for sub in row["subscribers"]:
             print(f"  {sub['id']}: lag {sub['lag_messages']} messages, queued"
-                  f" {sub['queued_bytes']} bytes, resyncs {sub['resyncs']},"
+                  f" {sub['queued_bytes']} bytes, catch-ups {sub.get('catchups', 0)},"
+                  f" resyncs {sub['resyncs']},"
                   f" dropped {sub['dropped']}{', BEHIND' if sub['behind'] else ''}")
     return 0
 
