@@ -14,12 +14,14 @@ limit refused the request, 4008 subscriber too slow for too long.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import signal
 import socket
 import ssl
 import stat
+import struct
 import time
 from functools import partial
 from pathlib import Path
@@ -30,6 +32,7 @@ from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve, unix_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from warpd import __version__
 from warpd.activation import systemd_listen_sockets
@@ -99,20 +102,105 @@ class _SubscriberLink:
     would break it): others set ``close_code`` and call ``wake``.
     """
 
-    __slots__ = ("connection", "wake", "close_code", "close_reason", "close_asked")
+    __slots__ = (
+        "connection",
+        "wake",
+        "close_code",
+        "close_reason",
+        "close_asked",
+        "hub",
+        "subscriber",
+        "writing",
+        "batcher",
+    )
 
-    def __init__(self, connection: ServerConnection, wake: asyncio.Event) -> None:
+    def __init__(
+        self, connection: ServerConnection, wake: asyncio.Event, hub: Hub, batcher: _WriteBatcher
+    ) -> None:
         self.connection = connection
+        self.batcher = batcher
         self.wake = wake
         self.close_code = 0
         self.close_reason = ""
         self.close_asked = 0.0
+        self.hub = hub
+        self.subscriber: Subscriber | None = None
+        # The writer task is sending: everything must then go through it, in order.
+        self.writing = False
 
     def ask_close(self, code: int, reason: str) -> None:
         if not self.close_code:
             self.close_code, self.close_reason = code, reason
             self.close_asked = time.monotonic()
         self.wake.set()
+
+    def on_queued(self) -> None:
+        """The hub queued a message: have it written this loop iteration, or wake the writer."""
+        if self._can_write_now():
+            self.batcher.add(self)
+        else:
+            self.wake.set()
+
+    def _can_write_now(self) -> bool:
+        """Whether the queue may go straight to the socket, without the writer task.
+
+        Anything that needs waiting — a socket whose buffer is full, a large
+        message to fragment, a resync, a close — is left to the writer task.
+        """
+        ws = self.connection
+        subscriber = self.subscriber
+        return not (
+            subscriber is None
+            or self.writing
+            or self.close_code
+            or subscriber.outbox.behind
+            or subscriber.outbox.queued_bytes > FRAGMENT_BYTES
+            or ws.paused
+            or ws.send_in_progress is not None
+            or ws.protocol.state is not State.OPEN
+        )
+
+    def write_now(self) -> None:
+        """Write everything queued as frames, in one writev; the writer task if that can't be."""
+        if not self._can_write_now():
+            self.wake.set()
+            return
+        subscriber = self.subscriber
+        assert subscriber is not None
+        try:
+            parts: list[bytes] = []
+            for session, seq, data in subscriber.outbox.take():
+                parts += (_text_frame_header(len(data)), data)
+                self.hub.note_sent(subscriber, session, seq)
+            # The same payload bytes for every subscriber, no per-subscriber copy.
+            self.connection.transport.writelines(parts)
+        except Exception:  # the connection broke under us: the writer task sees it
+            self.wake.set()
+
+
+class _WriteBatcher:
+    """Writes each subscriber that got messages once per event-loop iteration.
+
+    Messages published in one iteration (a producer's burst of frames) then
+    cost one system call per subscriber rather than one per message, which is
+    what websockets' own broadcast, writing frame by frame, cannot do.
+    """
+
+    def __init__(self) -> None:
+        self._links: dict[_SubscriberLink, None] = {}
+        self._scheduled = False
+
+    def add(self, link: _SubscriberLink) -> None:
+        self._links[link] = None
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        links, self._links = self._links, {}
+        self._scheduled = False
+        for link in links:
+            link.write_now()
 
 
 class Server:
@@ -154,6 +242,7 @@ class Server:
         self._servers: list[WSServer] = []
         self._producers: set[_Producer] = set()
         self._subscribers: dict[Subscriber, _SubscriberLink] = {}
+        self._batcher = _WriteBatcher()
         # Set once shutdown begins: producers stop being read, writers close.
         self._closing = False
         self._conn_ids = itertools.count(1)
@@ -616,11 +705,12 @@ class Server:
     ) -> None:
         hub = self.hub
         wake = asyncio.Event()
+        link = _SubscriberLink(ws, wake, hub, self._batcher)
         try:
             subscriber = hub.subscribe(
                 conn_id,
                 route.sessions,
-                wake.set,
+                link.on_queued,
                 since=route.since,
                 epoch=route.epoch,
                 replay=route.replay,
@@ -630,7 +720,8 @@ class Server:
             await ws.send(encode(ErrorMessage(str(exc))), text=True)
             await ws.close(CLOSE_LIMIT, _close_reason(str(exc)))
             return
-        link = self._subscribers[subscriber] = _SubscriberLink(ws, wake)
+        self._subscribers[subscriber] = link
+        link.subscriber = subscriber
         if self._closing:
             link.ask_close(1001, "daemon shutting down")
         closed = asyncio.ensure_future(ws.wait_closed())
@@ -640,6 +731,7 @@ class Server:
             while not closed.done():
                 await wake.wait()
                 wake.clear()
+                link.writing = True
                 while True:
                     for session, seq, data in outbox.take():
                         await _send_message(ws, data)
@@ -652,6 +744,7 @@ class Server:
                     # right after the last message sent, with no duplicate.
                     log.info("behind: {} messages dropped, catching up", outbox.dropped)
                     hub.resync(subscriber)
+                link.writing = False
                 if link.close_code and not len(outbox):
                     await ws.close(link.close_code, link.close_reason)
                     break
@@ -744,6 +837,16 @@ def _close_reason(text: str) -> str:
     if len(data) <= 123:
         return text
     return data[:120].decode("utf-8", "ignore") + "…"
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_frame_header(length: int) -> bytes:
+    """The RFC 6455 header of an unfragmented text frame from a server (never masked)."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
 
 
 async def _send_message(ws: ServerConnection, data: bytes) -> None:
