@@ -209,3 +209,9 @@ def test_redis_killed_and_restarted_mid_stream(
                 pipe.close()
         on_a.close()
         on_b.close()
+
+
+def test_status_says_which_broker_and_its_state(pair: tuple[Daemon, Daemon]) -> None:
+    a, _ = pair
+    text = a.run("status", check=True).stdout.decode()
+    assert "broker redis redis://127.0.0.1:" in text and ": connected, 0 outage(s)" in text

@@ -319,9 +319,14 @@ async def _subscribe_async(args: argparse.Namespace, address: Address, sessions:
     output = args.output or ("pretty" if out.isatty() else "jsonl")
     if output != "pretty":
         write = _sse_writer(out) if output == "sse" else _jsonl_writer(out)
-        return await _subscription(args, address, sessions, write)
+        return await _subscription(args, address, sessions, write, _note_on_stderr)
     async with PrettyOutput(out, no_color=no_color_requested(args.no_color)) as pretty:
-        return await _subscription(args, address, sessions, pretty.write)
+        # Our own lines go through the renderer, above its live tail.
+        return await _subscription(args, address, sessions, pretty.write, pretty.note)
+
+
+def _note_on_stderr(text: str) -> None:
+    print(f"warpd subscribe: {text}", file=sys.stderr)
 
 
 async def _subscription(
@@ -329,7 +334,9 @@ async def _subscription(
     address: Address,
     sessions: list[str],
     write: Callable[[Any, bytes], None],
+    note: Callable[[str], None],
 ) -> int:
+    """Follow ``sessions``, reconnecting and resuming; ``note`` shows our own status lines."""
     resume = _Resume()
     delay = 0.1
     connected_once = False
@@ -343,7 +350,7 @@ async def _subscription(
             delay = min(delay * 2, 5.0)
             continue
         if connected_once:
-            print("warpd subscribe: reconnected", file=sys.stderr)
+            note("reconnected")
         connected_once = True
         delay = 0.1
         try:
@@ -356,8 +363,8 @@ async def _subscription(
                     case HelloMessage():
                         resume.epoch = message.epoch
                         if message.resume_failed:
-                            print(f"warpd subscribe: could not resume ({message.resume_failed}); "
-                                  "showing the live state instead", file=sys.stderr)
+                            note(f"could not resume ({message.resume_failed}); "
+                                 "showing the live state instead")
                     case BlocksMessage() | SnapshotMessage() | ResyncMessage():
                         resume.seq[message.session] = max(
                             resume.seq.get(message.session, 0), message.seq
@@ -377,8 +384,7 @@ async def _subscription(
         if code in (1002, 1003, 1007, 1008, 1013):
             raise ClientError(f"the daemon closed the subscription: {ws.close_reason or code}")
         # 1001 (daemon restarting), 4008 (too slow), a network blip: resume.
-        print(f"warpd subscribe: connection lost ({ws.close_reason or code}); reconnecting",
-              file=sys.stderr)
+        note(f"connection lost ({ws.close_reason or code}); reconnecting")
 
 
 def _jsonl_writer(out: BinaryIO) -> Callable[[Any, bytes], None]:
@@ -425,6 +431,11 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"warpd {status.version} pid {status.pid}, up {status.uptime:.0f}s, "
           f"epoch {status.epoch}, listening on {', '.join(status.listen)}")
+    broker = status.broker
+    if broker:
+        problem = f", last error: {broker['last_error']}" if broker.get("last_error") else ""
+        print(f"broker {broker['kind']} {broker['url']}: {broker['state']}, "
+              f"{broker['outages']} outage(s){problem}")
     if not status.sessions:
         print("no sessions yet")
     for row in status.sessions:

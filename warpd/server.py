@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from loguru import logger
 from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve, unix_serve
@@ -321,6 +322,9 @@ class Server:
             (new.tcp.tls_cert, new.tcp.tls_key) != (old.tcp.tls_cert, old.tcp.tls_key)
         ):
             logger.warning("listen addresses and TLS files change only when warpd restarts")
+        if new.broker != old.broker:
+            logger.warning("the [broker] section changes only when warpd restarts")
+            new = msgspec.structs.replace(new, broker=old.broker)
         if new.log.level != old.log.level:
             configure_logging(new.log.level)
         self.config = self.hub.config = new
