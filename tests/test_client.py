@@ -146,3 +146,12 @@ def test_anthropic_sdk_events_pushed_as_they_are(daemon: Daemon, path: Path) -> 
     ]
     final = warpd.Client(daemon.address).push(events)
     assert same_result(final, offline_final(path.read_bytes()))
+
+
+def test_an_ndjson_body_split_mid_line_is_framed_not_sent_as_is(daemon: Daemon) -> None:
+    from tests.ingest_streams import OLLAMA_CHAT_TOOLS
+
+    pieces = [OLLAMA_CHAT_TOOLS[i : i + 40] for i in range(0, len(OLLAMA_CHAT_TOOLS), 40)]
+    assert pieces[0].startswith(b"{") and b"\n" not in pieces[0]
+    final = warpd.Client(daemon.address).push(pieces)
+    assert same_result(final, offline_final(OLLAMA_CHAT_TOOLS))

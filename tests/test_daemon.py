@@ -223,3 +223,28 @@ def test_plain_text_input_is_pushed_as_text_with_format_auto(daemon: Daemon) -> 
         ("text", "some-cli output ✓\nline two\n")
     ]
     assert not last.get("aborted")
+
+
+def test_push_on_a_silent_pipe_exits_when_the_daemon_times_it_out(short_tmp: Path) -> None:
+    import time
+
+    with Daemon(short_tmp, config="[limits]\nproducer_idle_timeout = 1.0\n") as daemon:
+        push = subprocess.Popen(
+            warpd_command("push"), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=daemon.env,
+        )
+        assert push.stdin is not None and push.stderr is not None
+        # Part of a stream, then nothing: the pipe stays open, as a stalled `curl -N`.
+        push.stdin.write(TEXT_WITH_USAGE[:200])
+        push.stdin.flush()
+        started = time.monotonic()
+        try:
+            status = push.wait(timeout=4 * TIMEOUT_UNIT)
+        finally:
+            push.kill()
+            push.stdin.close()
+        err = push.stderr.read().decode()
+        push.stderr.close()
+    assert time.monotonic() - started < 3 * TIMEOUT_UNIT
+    assert status == 1, err
+    assert "sent nothing for" in err or "idle" in err, err

@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,11 +200,8 @@ async def _push_async(args: argparse.Namespace, address: Address, stream: Binary
     verbose: Callable[..., None] = (
         (lambda *a: print("warpd push:", *a, file=sys.stderr)) if args.verbose else _quiet
     )
-    loop = asyncio.get_running_loop()
-    fd = stream.fileno()
-
-    async def read() -> bytes:
-        return await loop.run_in_executor(None, os.read, fd, READ_SIZE)
+    pump = _InputPump(stream.fileno(), asyncio.get_running_loop())
+    read = pump.read
 
     framer = make_framer(framing_for(args.format))
     pending: list[FramedEvent] = []
@@ -235,7 +233,14 @@ async def _push_async(args: argparse.Namespace, address: Address, stream: Binary
                 await ws.send(event.payload)
             if eof:
                 break
-            chunk = await read()
+            reading = asyncio.ensure_future(read())
+            await asyncio.wait({reading, replies}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                # The daemon answered (an error, or it closed) while the input
+                # was silent: don't wait for more input to say so.
+                reading.cancel()
+                break
+            chunk = reading.result()
             eof = not chunk
             pending = framer.feed(chunk) if chunk else framer.close()
         await ws.send(encode_control("end"))
@@ -253,6 +258,37 @@ async def _push_async(args: argparse.Namespace, address: Address, stream: Binary
         await ws.close()
     verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
     return 0
+
+
+class _InputPump:
+    """Reads a file descriptor in a daemon thread and hands the chunks to the event loop.
+
+    A daemon thread rather than the loop's executor: a read blocked on a
+    silent pipe (a `curl -N` that waits) must not keep us from exiting once
+    the daemon has answered. :meth:`read` returns b"" at the end of input.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        threading.Thread(target=self._run, daemon=True, name="warpd-input").start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, READ_SIZE)
+            except OSError:
+                chunk = b""
+            try:
+                self._loop.call_soon_threadsafe(self._chunks.put_nowait, chunk)
+            except RuntimeError:  # the loop is gone: we are exiting
+                return
+            if not chunk:
+                return
+
+    async def read(self) -> bytes:
+        return await self._chunks.get()
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
@@ -361,6 +397,13 @@ async def _subscription(
                 write(message, data)
                 match message:
                     case HelloMessage():
+                        if message.epoch != resume.epoch:
+                            # Seq numbers of another epoch mean nothing here.
+                            resume.seq = {}
+                        # Sessions we had no message from yet resume from
+                        # where they stood when we joined.
+                        for name, seq in message.seq.items():
+                            resume.seq.setdefault(name, seq)
                         resume.epoch = message.epoch
                         if message.resume_failed:
                             note(f"could not resume ({message.resume_failed}); "

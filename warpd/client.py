@@ -74,7 +74,7 @@ class EventFrames:
             if self._raw:
                 return [data] if data else []
             stripped = data.strip()
-            if self._framer is None and stripped.startswith(b"{") and b"\n" not in stripped:
+            if self._framer is None and _is_one_json_object(stripped):
                 return [stripped]
             if self._framer is None:
                 self._framer = AutoFramer()
@@ -94,6 +94,20 @@ class EventFrames:
 
     def close(self) -> list[bytes]:
         return [e.payload for e in self._framer.close()] if self._framer is not None else []
+
+
+def _is_one_json_object(data: bytes) -> bool:
+    """Whether ``data`` is exactly one whole JSON object (not a piece of a body)."""
+    if not data.startswith(b"{") or not data.endswith(b"}") or b"\n" in data:
+        return False
+    try:
+        _validator.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
+_validator = msgspec.json.Decoder()
 
 
 class AsyncPushStream:

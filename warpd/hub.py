@@ -346,7 +346,13 @@ class Hub:
             after = None if since is None else since.get(session.name, since.get("*"))
             if after is not None and resume_failed is None:
                 oldest = session.history[0][0] if session.history else session.seq + 1
-                if after < session.seq and oldest > after + 1:
+                if after > session.seq:
+                    # Ahead of the session: seq numbers from another life of it.
+                    resume_failed = (
+                        f"seq {after} of session {session.name!r} is past its last, "
+                        f"{session.seq}"
+                    )
+                elif after < session.seq and oldest > after + 1:
                     resume_failed = (
                         f"history of session {session.name!r} starts at seq {oldest}, "
                         f"after {after}"
