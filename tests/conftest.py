@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import TIMEOUT_UNIT, Daemon
+from tests.daemon import ROOT, TIMEOUT_UNIT, Daemon
 from tests.redis_server import REDIS_SERVER, RedisServer
 
-__all__ = ["FIXTURES_DIR", "TIMEOUT_UNIT", "fixture_files"]
+__all__ = ["FIXTURES_DIR", "ROOT", "TIMEOUT_UNIT", "fixture_files"]
 
-ROOT = Path(__file__).resolve().parent.parent
 # The recorded provider streams live beside the project, never inside it.
 FIXTURES_DIR = ROOT.parent / "shared" / "fixtures" / "streams"
 

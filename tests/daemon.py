@@ -7,6 +7,7 @@ mocks warpd: every command runs as the user would run it (``python -m warpd``).
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import msgspec
 
@@ -23,31 +24,143 @@ import msgspec
 TIMEOUT_UNIT = float(os.environ.get("WARPD_TEST_TIMEOUT_SCALE", "1")) * 5.0
 
 
+ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(r"listening on (\S+)")
+
+
 def warpd_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "warpd", *args]
 
 
-class Daemon:
-    """A running daemon; :meth:`stop` sends SIGTERM and returns its exit status."""
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """os.environ without systemd's and warpd's variables, with XDG dirs under ``home``."""
+    runtime = home / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_", "WARPD_", "XDG_"))
+        and k not in ("JOURNAL_STREAM", "INVOCATION_ID")
+    }
+    env.update(
+        XDG_RUNTIME_DIR=str(runtime),
+        XDG_CONFIG_HOME=str(home / "config"),
+        PYTHONPATH=str(ROOT),
+        NO_COLOR="1",
+    )
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    """A ``warpd serve ARGS`` process (or any ``command`` running it) logging to ``home/LOG``.
+
+    Used as a context manager, it is stopped at the end and must have exited
+    0 with no traceback in its log.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str],
+        command: list[str] | None = None,
+        log_name: str = "serve.log",
+    ) -> None:
+        self.home = home
+        self.env = env
+        self.log_path = home / log_name
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command or warpd_command("serve", *args), stdout=self._log, stderr=self._log,
+            env=env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_listening(self, count: int = 1) -> list[str]:
+        """The addresses of the first ``count`` "listening on" lines, once logged."""
+        deadline = time.monotonic() + 2 * TIMEOUT_UNIT
+        while time.monotonic() < deadline:
+            found = _LISTENING.findall(self.log())
+            if len(found) >= count:
+                return found[:count]
+            if self.process.poll() is not None:
+                raise AssertionError(f"warpd serve exited early:\n{self.log()}")
+            time.sleep(0.02)
+        raise AssertionError(f"warpd serve did not listen in time:\n{self.log()}")
+
+    def wait_for_log(self, text: str) -> None:
+        deadline = time.monotonic() + 2 * TIMEOUT_UNIT
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged in time:\n{self.log()}")
+            time.sleep(0.02)
+
+    def run(
+        self,
+        *args: str,
+        data: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        **env: str,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``warpd ARGS`` as a client in the daemon's environment (plus ``env``)."""
+        result = subprocess.run(
+            warpd_command(*args), input=data, capture_output=True, env={**self.env, **env},
+            timeout=timeout or 4 * TIMEOUT_UNIT,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"warpd {' '.join(args)} failed: {result.stderr.decode()}")
+        return result
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the daemon, wait for it, return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=4 * TIMEOUT_UNIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def finish(self) -> int:
+        """Wait for a daemon that is exiting by itself; its exit status."""
+        self.process.wait(timeout=4 * TIMEOUT_UNIT)
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the daemon; it must exit 0 without a traceback in its log."""
+        status = self.stop()
+        log = self.log()
+        assert "Traceback" not in log, log
+        assert status == 0, f"warpd serve exited with {status}:\n{log}"
+
+
+class Daemon(ServeProcess):
+    """A daemon on a Unix socket in ``workdir``, with the helpers most tests need."""
 
     def __init__(self, workdir: Path, *extra: str, config: str | None = None) -> None:
         self.workdir = workdir
         self.socket = workdir / "warpd.sock"
         self.address = f"unix:{self.socket}"
-        self.log_path = workdir / "daemon.log"
-        self.env = {**os.environ, "WARPD_ADDR": self.address, "NO_COLOR": "1"}
-        args = ["serve", "--listen", self.address]
+        args = ["--listen", self.address]
         if config is not None:
             config_path = workdir / "config.toml"
             config_path.write_text(config)
             args += ["--config", str(config_path)]
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            warpd_command(*args, *extra), stdout=self._log, stderr=self._log, env=self.env
-        )
-        self._wait_listening()
+        env = {**os.environ, "WARPD_ADDR": self.address, "NO_COLOR": "1"}
+        super().__init__(workdir, *args, *extra, env=env, log_name="daemon.log")
+        self._wait_accepting()
 
-    def _wait_listening(self) -> None:
+    def _wait_accepting(self) -> None:
         deadline = time.monotonic() + 2 * TIMEOUT_UNIT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -62,48 +175,13 @@ class Daemon:
                 probe.close()
         raise AssertionError(f"warpd serve did not listen in time:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float | None = None,
-            check: bool = False) -> subprocess.CompletedProcess[bytes]:
-        """Run ``warpd ARGS`` against this daemon and wait for it."""
-        result = subprocess.run(
-            warpd_command(*args), input=input, capture_output=True, env=self.env,
-            timeout=timeout or 4 * TIMEOUT_UNIT,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"warpd {' '.join(args)} failed: {result.stderr.decode()}")
-        return result
-
     def push(self, path: Path | None = None, *args: str, data: bytes | None = None,
              session: str = "default") -> subprocess.CompletedProcess[bytes]:
         extra = [str(path)] if path is not None else []
-        return self.run("push", "--session", session, *args, *extra, input=data)
+        return self.run("push", "--session", session, *args, *extra, data=data)
 
     def subscriber(self, *args: str) -> Subscriber:
         return Subscriber(self, *args)
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Stop the daemon; it must exit 0 without a traceback in its log."""
-        status = self.stop()
-        log = self.log()
-        assert "Traceback" not in log, log
-        assert status == 0, f"warpd serve exited with {status}:\n{log}"
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=4 * TIMEOUT_UNIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 class Subscriber:

@@ -180,7 +180,7 @@ def test_status_lists_sessions_and_subscribers(daemon: Daemon) -> None:
 
 
 def test_bad_requests_are_refused_before_the_websocket_opens(daemon: Daemon) -> None:
-    result = daemon.run("push", "--session", "bad name!", input=b"")
+    result = daemon.run("push", "--session", "bad name!", data=b"")
     assert result.returncode == 1
     assert "400 invalid session name 'bad name!'" in result.stderr.decode()
 

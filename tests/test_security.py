@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import TIMEOUT_UNIT
-from tests.serve_process import ServeProcess, clean_env, warpd
+from tests.daemon import TIMEOUT_UNIT, ServeProcess, clean_env, warpd_command
 
 IS_ROOT = os.geteuid() == 0
 
@@ -83,7 +82,7 @@ def test_default_socket_directory_and_socket_are_private(home: Path) -> None:
     runtime = Path(env["XDG_RUNTIME_DIR"])
     log = (home / "serve.log").open("wb")
     # umask 0: the modes must come from warpd itself, not from a careful umask.
-    process = subprocess.Popen(warpd("serve"), env=env, stdout=log, stderr=log, umask=0)
+    process = subprocess.Popen(warpd_command("serve"), env=env, stdout=log, stderr=log, umask=0)
     try:
         socket_path = runtime / "warpd" / "warpd.sock"
         daemon_log = home / "serve.log"
@@ -110,7 +109,7 @@ def test_runtime_directory_with_loose_mode_is_refused(home: Path) -> None:
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)
     result = subprocess.run(
-        warpd("serve"), env=env, capture_output=True, text=True, timeout=4 * TIMEOUT_UNIT
+        warpd_command("serve"), env=env, capture_output=True, text=True, timeout=4 * TIMEOUT_UNIT
     )
     assert result.returncode == 1
     assert f"{directory} has mode 0755; it must be private to you" in result.stderr
@@ -124,7 +123,7 @@ def test_runtime_directory_owned_by_someone_else_is_refused(home: Path) -> None:
     directory.mkdir(mode=0o700)
     os.chown(directory, 65534, 65534)
     result = subprocess.run(
-        warpd("serve"), env=env, capture_output=True, text=True, timeout=4 * TIMEOUT_UNIT
+        warpd_command("serve"), env=env, capture_output=True, text=True, timeout=4 * TIMEOUT_UNIT
     )
     assert result.returncode == 1
     assert "owned by uid 65534, not by you" in result.stderr
@@ -182,7 +181,7 @@ def test_cli_finds_its_token_and_works_over_tcp(tcp_daemon: tuple[ServeProcess, 
     daemon, port = tcp_daemon
     address = f"ws://127.0.0.1:{port}"
     subscriber = subprocess.Popen(
-        warpd("subscribe", "--connect", address, "--once"),
+        warpd_command("subscribe", "--connect", address, "--once"),
         env=daemon.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -214,7 +213,7 @@ def test_cli_finds_its_token_and_works_over_tcp(tcp_daemon: tuple[ServeProcess, 
 def test_client_without_a_token_file_says_what_to_do(home: Path) -> None:
     env = clean_env(home)
     result = subprocess.run(
-        warpd("status", "--connect", "ws://127.0.0.1:9"),
+        warpd_command("status", "--connect", "ws://127.0.0.1:9"),
         env=env,
         capture_output=True,
         text=True,
@@ -227,7 +226,7 @@ def test_client_without_a_token_file_says_what_to_do(home: Path) -> None:
 def test_non_loopback_bind_needs_the_switch(home: Path) -> None:
     env = clean_env(home)
     result = subprocess.run(
-        warpd("serve", "--listen", "ws://0.0.0.0:0"),
+        warpd_command("serve", "--listen", "ws://0.0.0.0:0"),
         env=env,
         capture_output=True,
         text=True,
@@ -293,7 +292,7 @@ def test_wss_with_certificate_from_config(home: Path) -> None:
 
 def test_wss_without_certificate_is_a_clear_error(home: Path) -> None:
     result = subprocess.run(
-        warpd("serve", "--listen", "wss://127.0.0.1:0"),
+        warpd_command("serve", "--listen", "wss://127.0.0.1:0"),
         env=clean_env(home),
         capture_output=True,
         text=True,

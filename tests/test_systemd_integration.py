@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import TIMEOUT_UNIT
-from tests.serve_process import ServeProcess, clean_env, warpd
+from tests.daemon import TIMEOUT_UNIT, ServeProcess, clean_env, warpd_command
 
 
 @pytest.mark.skipif(
@@ -35,7 +34,7 @@ def test_socket_activated_daemon_serves_push_and_subscribe(short_tmp: Path) -> N
         str(path),
         "--fdname=warpd.socket",
         *(f"-E{name}" for name in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "PYTHONPATH")),
-        *warpd("serve"),
+        *warpd_command("serve"),
     ]
     daemon = ServeProcess(short_tmp, env=env, command=command)
     address = f"unix:{path}"
@@ -46,7 +45,7 @@ def test_socket_activated_daemon_serves_push_and_subscribe(short_tmp: Path) -> N
             assert time.monotonic() < deadline, daemon.log()
             time.sleep(0.02)
         subscriber = subprocess.Popen(
-            warpd("subscribe", "--connect", address, "--once"),
+            warpd_command("subscribe", "--connect", address, "--once"),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -122,7 +121,7 @@ def test_notify_ready_status_reload_stopping(short_tmp: Path, notify: NotifyRece
         }
         # STATUS follows what the daemon is doing.
         subscriber = subprocess.Popen(
-            warpd("subscribe", "--connect", address),
+            warpd_command("subscribe", "--connect", address),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
