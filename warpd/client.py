@@ -24,8 +24,9 @@ listening) or :class:`~warpd.errors.ClientError`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import AsyncIterable, Awaitable, Iterable
+from collections.abc import AsyncIterable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -241,8 +242,19 @@ class _LoopThread:
                                         name="warpd-client")
         self._thread.start()
 
-    def run(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for it; if we are interrupted, cancel it first.
+
+        Without the cancel, a Ctrl-C during ``push`` would leave the send
+        running while ``__exit__`` sends the abort beside it.
+        """
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            concurrent.futures.wait([future], timeout=5)
+            raise
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
