@@ -178,6 +178,13 @@ def measure(
         _wait_ready(proc, "a subscriber worker")
     push_uri = f"ws://localhost/push?session={session}&format=openai"
     first = _run_loop(_produce(path, push_uri, count, rate))
+    return collect_workers(procs, timeout, first, subscribers * count)
+
+
+def collect_workers(
+    procs: list[subprocess.Popen[bytes]], timeout: float, first: int, expected: int
+) -> dict[str, Any]:
+    """Wait for the subscriber workers: deliveries/s since ``first`` (ns), latency percentiles."""
     received = 0
     last = 0
     latencies = array.array("q")
@@ -188,7 +195,6 @@ def measure(
         received += sum(summary["counts"])
         last = max(last, summary["last"])
         latencies.frombytes(body[: len(body) // 8 * 8])
-    seconds = max(last - first, 1) / 1e9
     values = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -196,8 +202,8 @@ def measure(
 
     return {
         "received": received,
-        "expected": subscribers * count,
-        "deliveries_per_s": received / seconds,
+        "expected": expected,
+        "deliveries_per_s": received / (max(last - first, 1) / 1e9),
         "p50": pct(50),
         "p99": pct(99),
         "p999": pct(99.9),

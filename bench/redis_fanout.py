@@ -12,8 +12,6 @@ Run: ``python -m bench.redis_fanout [--quick]`` (or ``python -m bench redis_fano
 from __future__ import annotations
 
 import argparse
-import array
-import json
 import os
 import shutil
 import socket
@@ -24,7 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fanout import PACED_RATE, WORKERS, _produce, _run_loop, _start, _wait_ready
+from bench.fanout import (
+    PACED_RATE,
+    WORKERS,
+    _produce,
+    _run_loop,
+    _start,
+    _wait_ready,
+    collect_workers,
+)
 from bench.timing import table
 
 
@@ -111,29 +117,7 @@ def measure(push_path: str, sub_paths: list[str], session: str, subscribers: int
     time.sleep(0.2)
     first = _run_loop(_produce(push_path, f"ws://localhost/push?session={session}&format=openai",
                                count, rate))
-    received = 0
-    last = 0
-    latencies = array.array("q")
-    for proc in procs:
-        out, _ = proc.communicate(timeout=timeout + 30)
-        head, _, body = out.partition(b"\n")
-        summary = json.loads(head)
-        received += sum(summary["counts"])
-        last = max(last, summary["last"])
-        latencies.frombytes(body[: len(body) // 8 * 8])
-    values = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return values[min(len(values) - 1, int(p / 100 * len(values)))] / 1e3 if values else 0.0
-
-    return {
-        "received": received,
-        "expected": subscribers * count,
-        "deliveries_per_s": received / (max(last - first, 1) / 1e9),
-        "p50": pct(50),
-        "p99": pct(99),
-        "p999": pct(99.9),
-    }
+    return collect_workers(procs, timeout, first, subscribers * count)
 
 
 async def _publish_ceiling(url: str, count: int, size: int) -> tuple[float, float]:
