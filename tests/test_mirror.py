@@ -8,6 +8,7 @@ which only travels on final messages.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import msgspec
@@ -147,3 +148,25 @@ def test_a_long_stream_costs_one_append_per_message() -> None:
         ))
     [block] = mirror.snapshot("s", "s/1").blocks
     assert block.text == "".join(f"{i}," for i in range(20_000))
+
+
+@pytest.mark.parametrize("name", sorted(HAND_MADE))
+def test_aborted_from_the_mirror_is_the_assemblers_abort(name: str) -> None:
+    """At every point of a stream, the mirror's aborted final equals ``assembler.abort()``.
+
+    Except ``usage`` and ``finish_reason(s)``, which only travel on final messages.
+    """
+    format, data = HAND_MADE[name]
+    assemblers: dict[str, BlockAssembler] = {}
+    mirror = StreamMirror()
+    for message in convert([data], format=format, errors="message",
+                           on_start=lambda a: assemblers.__setitem__(a.stream, a)):
+        mirror.apply(wire(message))
+        assembler = assemblers[message.stream]
+        if assembler.done:
+            continue
+        expected = wire(copy.deepcopy(assembler).abort("gone"))
+        assert isinstance(expected, BlocksMessage)
+        expected.usage = expected.finish_reason = expected.finish_reasons = None
+        got = wire(mirror.aborted(message.session, message.stream, "gone"))
+        assert got == expected, name

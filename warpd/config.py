@@ -118,6 +118,10 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     reconnect_max: float = 5.0
     # Seconds one Redis command may take before Redis counts as unavailable.
     timeout: float = 5.0
+    # Seconds a daemon counts as alive after it last said so in Redis (it does
+    # every liveness_ttl / 3 s while connected). Once that passes, the other
+    # daemons end its live streams as aborted.
+    liveness_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -127,7 +131,7 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
             raise ValueError(
                 f"key_prefix must be 1-64 letters, digits and . _ : -, got {self.key_prefix!r}"
             )
-        for name in ("stream_maxlen", "reconnect_min", "reconnect_max", "timeout"):
+        for name in ("stream_maxlen", "reconnect_min", "reconnect_max", "timeout", "liveness_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.reconnect_max < self.reconnect_min:

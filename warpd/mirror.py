@@ -24,11 +24,14 @@ import msgspec
 
 from warpd.protocol import (
     Block,
+    BlocksMessage,
     SnapshotMessage,
     StreamMessage,
     Tool,
     ToolFunction,
 )
+
+_json_validator = msgspec.json.Decoder()
 
 
 class _MirroredBlock:
@@ -163,6 +166,47 @@ class StreamMirror:
             blocks=blocks,
             created=state.created,
             model=state.model,
+        )
+
+    def aborted(self, session: str, stream: str, reason: str) -> BlocksMessage:
+        """The final message that ends a live stream as aborted, from what the mirror holds.
+
+        What the producing daemon's ``BlockAssembler.abort(reason)`` would
+        give, but for ``usage`` and ``finish_reason`` (they never travel
+        before a stream's end): every block whole and complete, those still
+        streaming marked ``truncated``. It does not change the mirror: the
+        final message, once published and applied, removes the stream.
+        KeyError if the stream is not live here.
+        """
+        snapshot = self.snapshot(session, stream)
+        blocks = []
+        for block in snapshot.blocks:
+            if block.complete:
+                blocks.append(msgspec.structs.replace(block, streaming=False))
+                continue
+            invalid = False
+            if block.type == "tool_call" and block.tool is not None:
+                arguments = block.tool.function.arguments
+                if arguments.strip():
+                    try:
+                        _json_validator.decode(arguments)
+                    except msgspec.DecodeError:
+                        invalid = True
+            blocks.append(msgspec.structs.replace(
+                block, streaming=False, complete=True, truncated=True,
+                invalid_arguments=block.invalid_arguments or invalid,
+            ))
+        return BlocksMessage(
+            session=session,
+            stream=stream,
+            seq=0,
+            streaming=False,
+            complete=True,
+            blocks=blocks,
+            created=snapshot.created,
+            model=snapshot.model,
+            aborted=True,
+            abort_reason=reason,
         )
 
     def snapshots(self, session: str) -> Iterator[SnapshotMessage]:

@@ -12,6 +12,10 @@ Layout, for ``key_prefix = "warpd"`` and a session ``NAME``:
                                 (bounded by ``history.completed_streams``), for replay
 ``warpd:s:NAME:live``           hash: live stream id → seq of its first message seen
 ``warpd:m:NAME``                pub/sub channel: each message's bytes, as subscribers get them
+``warpd:node:NODE``             a daemon's liveness key, refreshed while it is connected
+                                (expires ``liveness_ttl`` seconds after its last refresh)
+``warpd:gone:STREAM``           tombstone of a stream ended as aborted because its daemon
+                                stopped answering (expires after :data:`TOMBSTONE_TTL`)
 ==============================  ====================================================
 
 :meth:`RedisBroker.publish` sends messages encoded ONCE with a placeholder
@@ -43,13 +47,27 @@ from redis.retry import Retry
 from warpd.config import BrokerConfig, redacted_url
 
 # The script that gives a message its seq and makes it visible everywhere at once.
-# KEYS: epoch, seq, log, finals, live, sessions.
-# ARGV: epoch, channel, head, tail, maxlen, finals maxlen, stream, kind, session.
-# kind: "delta" (a streaming message), "final" (a stream's last message) or
-# "snapshot" (a stream's whole state, republished after an outage).
+# KEYS: epoch, seq, log, finals, live, sessions, the stream's tombstone.
+# ARGV: epoch, channel, head, tail, maxlen, finals maxlen, stream, kind, session,
+# tombstone ttl.
+# kind: "delta" (a streaming message), "final" (a stream's last message),
+# "snapshot" (a stream's whole state, republished after an outage) or "abort"
+# (the final message another daemon publishes for a stream whose daemon stopped
+# answering). Returns the seq, -1 for a wrong epoch, -2 when the message is
+# refused: an "abort" of a stream no longer live (someone completed it first:
+# the HDEL is the cluster-wide claim), or any other message of a stream
+# already ended by an "abort" (its tombstone exists).
 PUBLISH_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
+end
+if ARGV[8] == 'abort' then
+  if redis.call('HDEL', KEYS[5], ARGV[7]) == 0 then
+    return -2
+  end
+  redis.call('SET', KEYS[7], '1', 'EX', ARGV[10])
+elseif redis.call('EXISTS', KEYS[7]) == 1 then
+  return -2
 end
 local seq = redis.call('INCR', KEYS[2])
 local data = ARGV[3] .. seq .. ARGV[4]
@@ -62,7 +80,7 @@ if type(added) == 'table' and added.err then
   data = ARGV[3] .. seq .. ARGV[4]
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'd', data)
 end
-if ARGV[8] == 'final' then
+if ARGV[8] == 'final' or ARGV[8] == 'abort' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'd', data)
   redis.call('HDEL', KEYS[5], ARGV[7])
 elseif ARGV[8] == 'snapshot' then
@@ -75,7 +93,15 @@ redis.call('PUBLISH', ARGV[2], data)
 return seq
 """
 
-MessageKind = Literal["delta", "final", "snapshot"]
+MessageKind = Literal["delta", "final", "snapshot", "abort"]
+
+# Seconds a stream's tombstone outlives its abort: a daemon cut from Redis for
+# longer than this, whose stream was ended by the others meanwhile, could
+# publish that stream again when it comes back.
+TOMBSTONE_TTL = 7 * 24 * 3600
+
+# What publish returns for a message Redis refused (see PUBLISH_LUA).
+REFUSED = 0
 
 _SEQ_PLACEHOLDER = b'"seq":0'
 
@@ -161,6 +187,13 @@ class RedisBroker:
     def sessions_key(self) -> str:
         return f"{self.prefix}:sessions"
 
+    def node_key(self, node: str) -> str:
+        """The liveness key of the daemon whose stream ids end in ``.NODE``."""
+        return f"{self.prefix}:node:{node}"
+
+    def tombstone_key(self, stream: str) -> str:
+        return f"{self.prefix}:gone:{stream}"
+
     # -- connection -----------------------------------------------------------------
 
     async def connect(self) -> str:
@@ -217,6 +250,10 @@ class RedisBroker:
     async def publish(self, batch: Sequence[Outgoing]) -> list[int]:
         """Number and publish ``batch`` in order, in one round trip; return their seqs.
 
+        A message Redis refused (an ``abort`` someone else did first, or a
+        message of a stream already ended by an ``abort``) gets
+        :data:`REFUSED` instead of a seq: it reached no one.
+
         Raises :class:`EpochChanged` if Redis's epoch is not :attr:`epoch`
         (nothing of the batch was published then, or only a prefix of it
         before the change: the caller republishes under the new epoch), and
@@ -247,13 +284,14 @@ class RedisBroker:
                 name = item.session
                 pipe.evalsha(
                     self._sha,
-                    6,
+                    7,
                     self.epoch_key,
                     self.key(name, "seq"),
                     self.key(name, "log"),
                     self.key(name, "finals"),
                     self.key(name, "live"),
                     self.sessions_key,
+                    self.tombstone_key(item.stream),
                     self.epoch,
                     self.channel(name),
                     item.head,
@@ -263,6 +301,7 @@ class RedisBroker:
                     item.stream,
                     item.kind,
                     name,
+                    TOMBSTONE_TTL,
                 )
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
@@ -275,8 +314,30 @@ class RedisBroker:
                 raise RedisUnavailable(f"publishing to Redis at {self.where}: {result}")
             if result == -1:
                 raise EpochChanged(f"the epoch in Redis at {self.where} is no longer {self.epoch}")
-            seqs.append(int(result))
+            seqs.append(REFUSED if result == -2 else int(result))
         return seqs
+
+    # -- liveness -------------------------------------------------------------------
+
+    async def heartbeat(self, node: str, ttl: float) -> None:
+        """Say that ``node`` is alive for the next ``ttl`` seconds."""
+        try:
+            await self.client.set(self.node_key(node), "1", px=max(1, round(ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"Redis at {self.where}: {exc}") from None
+
+    async def alive(self, nodes: Sequence[str]) -> set[str]:
+        """Which of ``nodes`` have refreshed their liveness key within its TTL."""
+        if not nodes:
+            return set()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for node in nodes:
+                pipe.exists(self.node_key(node))
+            found = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"Redis at {self.where}: {exc}") from None
+        return {node for node, there in zip(nodes, found, strict=True) if there}
 
     # -- reading --------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from loguru import logger
 from warpd.blocks import BlockAssembler, is_final
 from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
 from warpd.redis_broker import (
+    REFUSED,
     EpochChanged,
     MessageKind,
     Outgoing,
@@ -60,6 +61,16 @@ BATCH = 512
 _stream_decoder: msgspec.json.Decoder[BlocksMessage | SnapshotMessage] = msgspec.json.Decoder(
     BlocksMessage | SnapshotMessage
 )
+
+
+# The abort_reason of a stream ended by another daemon than the one assembling it.
+DEAD_NODE_REASON = "the daemon assembling it stopped answering"
+
+
+def node_of(stream: str) -> str | None:
+    """The daemon (NODE) that assembles ``stream`` (``SESSION/N.NODE``), if the id names one."""
+    _, dot, node = stream.rpartition("/")[2].rpartition(".")
+    return node if dot else None
 
 
 def decode_stream_message(data: bytes) -> BlocksMessage | SnapshotMessage:
@@ -112,6 +123,11 @@ class RedisLink:
         self._sessions_at_outage: dict[str, int] = {}
         # The last seq Redis gave each session's message published from here.
         self._published: dict[str, int] = {}
+        # This daemon's streams Redis refused (ended as aborted by the others
+        # while this daemon did not answer): their messages reach no one now.
+        self._refused: set[str] = set()
+        # Streams of dead daemons whose aborted final this daemon queued.
+        self._aborting: set[str] = set()
 
     # -- what the hub calls ------------------------------------------------------
 
@@ -132,18 +148,19 @@ class RedisLink:
         self._wake.set()
         return future
 
-    def _outgoing(self, message: StreamMessage) -> Outgoing:
+    def _outgoing(self, message: StreamMessage, kind: MessageKind | None = None) -> Outgoing:
         """The message encoded once, under the cluster's epoch, split around its seq."""
         message.seq = 0
         message.epoch = self.cluster_epoch or ""
         head, tail = split_at_seq(encode(message))
-        kind: MessageKind = (
-            "snapshot"
-            if isinstance(message, SnapshotMessage)
-            else "final"
-            if is_final(message)
-            else "delta"
-        )
+        if kind is None:
+            kind = (
+                "snapshot"
+                if isinstance(message, SnapshotMessage)
+                else "final"
+                if is_final(message)
+                else "delta"
+            )
         return Outgoing(message.session, message.stream, kind, head, tail)
 
     def note_local(self, message: BlocksMessage) -> None:
@@ -165,6 +182,7 @@ class RedisLink:
         return {
             "kind": "redis",
             "url": self.where,
+            "node": self.hub.node,
             "state": self.state,
             "since": round(self.state_since, 3),
             "epoch": self.cluster_epoch,
@@ -246,7 +264,11 @@ class RedisLink:
                 async for session, data in listener:
                     await self._receive(session, data)
 
-            tasks = [asyncio.create_task(deliver()), asyncio.create_task(self._sender())]
+            tasks = [
+                asyncio.create_task(deliver()),
+                asyncio.create_task(self._sender()),
+                asyncio.create_task(self._liveness()),
+            ]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -272,6 +294,7 @@ class RedisLink:
             self._set_state("unavailable")
             self._sessions_at_outage = {name: s.seq for name, s in self.hub.sessions.items()}
             self.hub.epoch = secrets.token_hex(8)
+        self._aborting.clear()
         self._deliver_queued_locally()
 
     def _deliver_queued_locally(self) -> None:
@@ -279,7 +302,9 @@ class RedisLink:
         queued, self._queue = self._queue, deque()
         for pending in queued:
             message = pending.message
-            if isinstance(message, SnapshotMessage):
+            if isinstance(message, SnapshotMessage) or pending.item.kind == "abort":
+                # An abort is for Redis only (it claims the stream there); the
+                # daemon tries again once connected, if the stream is still live.
                 continue
             assert isinstance(message, BlocksMessage)
             data = self.hub.publish_locally(message)
@@ -303,9 +328,15 @@ class RedisLink:
         # then a snapshot of each stream still live here, taken at this moment.
         self.cluster_epoch = epoch
         self.connected = True
+        # Alive before anything of ours is published, so no daemon takes our
+        # streams for a dead daemon's.
+        await self.broker.heartbeat(self.hub.node, hub.config.broker.liveness_ttl)
         backlog = [self._outgoing(m) for m in self._backlog]
         backlog += [self._outgoing(a.snapshot()) for a in self._local.values() if not a.done]
-        await self.broker.publish(backlog)
+        seqs = await self.broker.publish(backlog)
+        for item, seq in zip(backlog, seqs, strict=True):
+            if seq == REFUSED:
+                self._note_refused(item)
         self._backlog.clear()
         hub.epoch = epoch
         names = set(await self.broker.sessions()) | set(hub.sessions)
@@ -372,6 +403,76 @@ class RedisLink:
             published = self._published
             for pending, seq in zip(batch, seqs, strict=True):
                 queue.popleft()
+                if seq == REFUSED:
+                    self._note_refused(pending.item)
+                    if pending.future is not None and not pending.future.done():
+                        # The producer gets its final as assembled here, unnumbered:
+                        # the cluster has another final for that stream.
+                        pending.future.set_result(pending.item.numbered(0))
+                    continue
                 published[pending.item.session] = seq
                 if pending.future is not None and not pending.future.done():
                     pending.future.set_result(pending.item.numbered(seq))
+
+    # -- liveness ------------------------------------------------------------------
+
+    def _note_refused(self, item: Outgoing) -> None:
+        """Redis refused ``item``: say so once per stream of ours (an abort refused is normal)."""
+        stream = item.stream
+        if item.kind == "abort":
+            return  # another daemon ended that stream first
+        if item.kind == "final":
+            self._refused.discard(stream)
+        elif stream in self._refused:
+            return
+        else:
+            self._refused.add(stream)
+        logger.warning(
+            "stream {} was ended as aborted by another daemon while this one did not answer "
+            "Redis; its messages from here on reach only this daemon's producer",
+            stream,
+        )
+
+    async def _liveness(self) -> None:
+        """Keep this daemon's liveness key fresh; end the live streams of dead daemons."""
+        ttl = self.hub.config.broker.liveness_ttl
+        while True:
+            await self.broker.heartbeat(self.hub.node, ttl)
+            await self._abort_streams_of_dead_nodes()
+            await asyncio.sleep(ttl / 3)
+
+    async def _abort_streams_of_dead_nodes(self) -> None:
+        """Publish an aborted final, built from the mirror, of each live stream of a dead daemon.
+
+        Every daemon does this; the publish script lets exactly one abort per
+        stream through (the others are refused), and everyone then gets that
+        final like any other message.
+        """
+        hub = self.hub
+        by_node: dict[str, list[tuple[str, str]]] = {}
+        for session in hub.sessions.values():
+            for stream in session.live:
+                node = node_of(stream)
+                if node is not None and node != hub.node:
+                    by_node.setdefault(node, []).append((session.name, stream))
+        candidates = {stream for streams in by_node.values() for _, stream in streams}
+        self._aborting &= candidates
+        if not by_node:
+            return
+        alive = await self.broker.alive(sorted(by_node))
+        for node, streams in by_node.items():
+            if node in alive:
+                continue
+            for name, stream in streams:
+                if stream in self._aborting:
+                    continue  # queued already; its final has not come back yet
+                try:
+                    final = hub.mirror.aborted(name, stream, DEAD_NODE_REASON)
+                except KeyError:
+                    continue
+                logger.warning("stream {}: its daemon {} stopped answering; ending it as aborted",
+                               stream, node)
+                self._aborting.add(stream)
+                item = self._outgoing(final, "abort")
+                self._queue.append(_Pending(final, item, None))
+                self._wake.set()
