@@ -111,13 +111,13 @@ def test_unknown_first_event_through_convert_names_frame_and_line() -> None:
     ("start", "framing"),
     [
         (b'{"a": 1}\n', "jsonl"),
-        (b"  \n\n[1]\n", "jsonl"),
+        (b'  \n\n{"b": [1]}\r\n', "jsonl"),
         (b"data: {}\n\n", "sse"),
         (b"data:{}\n\n", "sse"),
-        (b"event: ping\n", "sse"),
-        (b": keep-alive\n", "sse"),
-        (b"id: 7\n", "sse"),
-        (b"retry: 1000\n", "sse"),
+        (b"event: ping\ndata: {}\n", "sse"),
+        (b": keep-alive\n\ndata: x\n", "sse"),
+        (b"id: 7\ndata: x\n", "sse"),
+        (b"retry: 1000\ndata: x\n", "sse"),
         (b"\r\n\r\ndata: x\n", "sse"),
         (b"Hello world\n", "raw"),
         (b"identity\n", "raw"),
@@ -125,6 +125,14 @@ def test_unknown_first_event_through_convert_names_frame_and_line() -> None:
         (b"dat", "raw"),
         (b"\xff\xfe binary", "raw"),
         (b"", "raw"),
+        # Plain text that only looks like the start of SSE or JSON is text.
+        (b":) thanks!\nHere is the answer.\n", "raw"),
+        (b"event: the party starts at 8\nbring snacks\n", "raw"),
+        (b"id: 42\nname: bob\n", "raw"),
+        (b": only a comment\n", "raw"),
+        (b"[1] first item\n[2] second\n", "raw"),
+        (b"{name} is a placeholder\n", "raw"),
+        (b'["a", "b"]\n', "raw"),
     ],
 )
 def test_sniff_framing(start: bytes, framing: str) -> None:
@@ -139,6 +147,16 @@ def test_auto_framer_waits_until_the_start_decides() -> None:
     assert framer.framing == "sse"
     assert [e.payload for e in events] == [b'{"x": 1}']
     assert events[0].line == 2
+
+
+def test_auto_framer_waits_for_a_whole_first_line_but_not_for_text() -> None:
+    framer = AutoFramer()
+    assert framer.feed(b'{"choices": [') == [] and framer.framing is None
+    assert [e.payload for e in framer.feed(b']}\n')] == [b'{"choices": []}']
+    assert framer.framing == "jsonl"
+    text = AutoFramer()
+    assert [e.payload for e in text.feed(b"Hello, wor")] == [b"Hello, wor"]
+    assert text.framing == "raw"
 
 
 def test_auto_framer_decides_raw_at_close() -> None:

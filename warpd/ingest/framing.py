@@ -157,39 +157,62 @@ class RawFramer:
         return []
 
 
-# What the first line of an SSE stream starts with (a comment starts with ":").
-_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
+# SSE fields other than data, and comments (which start with ":").
+_SSE_FIELDS = (b"event:", b"id:", b"retry:", b":")
+# Past this much input the start has said all it will: decide.
+_SNIFF_LIMIT = 1024 * 1024
 
 
-def sniff_framing(first_bytes: bytes) -> Framing:
-    """The framing of an input that starts with ``first_bytes``.
+def sniff_framing(held: bytes, *, final: bool = True) -> Framing | None:
+    """The framing of an input that starts with ``held``, or None if more bytes must decide.
 
-    After leading whitespace, ``{`` or ``[`` is JSON lines; an SSE field
-    (``data:``, ``event:``, ``id:``, ``retry:``) or a ``:`` comment is SSE;
-    anything else is raw text. Give it enough bytes to hold ``retry:`` (or a
-    whole first line): fewer that could still become an SSE field name are
-    taken as text.
+    JSON lines when the first line is a JSON object; SSE once a ``data:``
+    line comes before anything that is not an SSE field, comment or blank
+    line; raw text otherwise — so plain text that merely starts with ``[``,
+    ``{`` or ``:`` is text, not a broken stream. ``final``: no more input
+    will come.
     """
-    start = first_bytes.lstrip()
+    start = held.lstrip()
+    settled = final or len(held) > _SNIFF_LIMIT
+    if not start:
+        return "raw" if settled else None
+    lines = start.splitlines()
+    if not settled and not start.endswith((b"\n", b"\r")):
+        partial = lines.pop()  # the last line is still arriving
+        if not lines and not partial.startswith((b"{", b"[", b"data:", *_SSE_FIELDS)) and not (
+            _could_become_sse(partial)
+        ):
+            return "raw"
+    if not lines:
+        return None
     if start[:1] in (b"{", b"["):
-        return "jsonl"
-    if start.startswith(_SSE_STARTS):
-        return "sse"
-    return "raw"
+        return "jsonl" if _is_json_object(lines[0]) else "raw"
+    for line in lines:
+        if line.startswith(b"data:"):
+            return "sse"
+        if line.strip() and not line.startswith(_SSE_FIELDS):
+            return "raw"
+    return "raw" if settled else None
+
+
+def _is_json_object(line: bytes) -> bool:
+    """Whether a line is shaped like a JSON object (a broken one is then reported, not shown)."""
+    line = line.strip()
+    return line.startswith(b"{") and line.endswith(b"}")
 
 
 def _could_become_sse(start: bytes) -> bool:
     """Whether more bytes could still make ``start`` an SSE field name."""
-    return any(len(start) < len(s) and s.startswith(start) for s in _SSE_STARTS)
+    return any(len(start) < len(s) and s.startswith(start) for s in (b"data:", *_SSE_FIELDS))
 
 
 class AutoFramer:
     """Chooses SSE, JSON lines or raw text from the start of the input (:func:`sniff_framing`).
 
-    It holds the input back until the first non-blank bytes decide (at most a
-    few bytes, or until :meth:`close`); nothing is lost, leading blank lines
-    included. ``framing`` tells which was chosen once known: callers with
-    format ``auto`` must then decode ``raw`` input as plain text.
+    It holds the input back until the start decides (usually the first line,
+    or until :meth:`close`); nothing is lost, leading blank lines included.
+    ``framing`` tells which was chosen once known: callers with format
+    ``auto`` must then decode ``raw`` input as plain text.
     """
 
     def __init__(self) -> None:
@@ -200,10 +223,8 @@ class AutoFramer:
     def feed(self, data: bytes) -> list[FramedEvent]:
         if self._inner is None:
             self._pending += data
-            start = self._pending.lstrip()
-            if not start or _could_become_sse(start):
+            if not self._choose(final=False):
                 return []
-            self._choose()
             data, self._pending = self._pending, b""
         assert self._inner is not None
         return self._inner.feed(data)
@@ -213,21 +234,25 @@ class AutoFramer:
             if not self._pending.strip():
                 # Nothing but blank input: no stream at all.
                 return []
-            self._choose()
+            self._choose(final=True)
             assert self._inner is not None
             events = self._inner.feed(self._pending)
             self._pending = b""
             return events + self._inner.close()
         return self._inner.close()
 
-    def _choose(self) -> None:
-        self.framing = sniff_framing(self._pending)
-        if self.framing == "jsonl":
+    def _choose(self, *, final: bool) -> bool:
+        framing = sniff_framing(self._pending, final=final)
+        if framing is None:
+            return False
+        self.framing = framing
+        if framing == "jsonl":
             self._inner = JSONLinesFramer()
-        elif self.framing == "sse":
+        elif framing == "sse":
             self._inner = SSEFramer()
         else:
             self._inner = RawFramer()
+        return True
 
 
 Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer
