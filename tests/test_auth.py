@@ -201,7 +201,9 @@ def test_other_hosts_are_forbidden(host: str) -> None:
     assert host in refusal.reason
 
 
-@pytest.mark.parametrize("host", ["::1:8765", "[::1", "[::1]x", "localhost:", "localhost:80a", ""])
+@pytest.mark.parametrize(
+    "host", ["::1:8765", "[::1", "[::1]x", "localhost:", "localhost:80a", "", "localhost:²", "[::1]:²"]
+)
 def test_malformed_host_is_a_bad_request(host: str) -> None:
     refusal = check_host([host], port=8765)
     assert refusal is not None and refusal.status == HTTPStatus.BAD_REQUEST

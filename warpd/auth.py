@@ -231,7 +231,7 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
         host, rest = value[1:end], value[end + 1 :]
         if not rest:
             return host.lower(), None
-        if rest.startswith(":") and rest[1:].isdigit():
+        if rest.startswith(":") and _is_port(rest[1:]):
             return host.lower(), int(rest[1:])
         return None
     if value.count(":") > 1:
@@ -241,10 +241,15 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     if not host:
         return None
     if colon:
-        if not port.isdigit():
+        if not _is_port(port):
             return None
         return host.lower(), int(port)
     return host.lower(), None
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def is_loopback_host(host: str) -> bool:
