@@ -202,7 +202,8 @@ def test_other_hosts_are_forbidden(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["::1:8765", "[::1", "[::1]x", "localhost:", "localhost:80a", "", "localhost:²", "[::1]:²"]
+    "host",
+    ["::1:8765", "[::1", "[::1]x", "localhost:", "localhost:80a", "", "localhost:²", "[::1]:²"],
 )
 def test_malformed_host_is_a_bad_request(host: str) -> None:
     refusal = check_host([host], port=8765)

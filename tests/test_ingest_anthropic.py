@@ -265,3 +265,17 @@ def test_recorded_tool_call_and_signature(path: Path) -> None:
         ]
         assert message.blocks[0].data is not None
         assert message.blocks[0].data["signature"].startswith("EvQBCkYICxgCKkAxhD4NUKFz")
+
+
+def test_a_tool_without_parameters_has_arguments_of_an_empty_object() -> None:
+    data = sse(
+        _A_START,
+        _a_block(0, type="tool_use", id="toolu_1", name="get_time", input={}),
+        _a_delta(0, type="input_json_delta", partial_json=""),
+        _a_stop(0),
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}},
+        {"type": "message_stop"},
+    )
+    last = final(data)
+    assert tools(last) == [("toolu_1", "get_time", "{}")]
+    assert not last.blocks[0].invalid_arguments

@@ -232,3 +232,21 @@ def test_response_failed_after_the_error_event_belongs_to_the_same_stream() -> N
     )
     finals = [m for m in messages(data) if is_final(m)]
     assert len(finals) == 1 and finals[0].aborted
+
+
+def test_text_that_only_the_done_item_carries_is_kept() -> None:
+    data = jsonl(
+        _R_CREATED,
+        _r_added(0, type="reasoning", id="rs_1", summary=[]),
+        _r_done(0, type="reasoning", id="rs_1",
+                summary=[{"type": "summary_text", "text": "Thought it over."}]),
+        _r_added(1, type="message", id="msg_1", role="assistant", content=[]),
+        _r_done(1, type="message", id="msg_1", role="assistant", status="completed",
+                content=[{"type": "output_text", "text": "The whole answer.", "annotations": []}]),
+        {"type": "response.completed",
+         "response": {"id": "r", "model": "m", "status": "completed", "output": []}},
+    )
+    last = final(data)
+    assert texts(last, "reasoning") == ["Thought it over."]
+    assert texts(last, "text") == ["The whole answer."]
+    assert not last.aborted

@@ -298,8 +298,8 @@ class AnthropicDecoder(UpstreamDecoder):
                 out.append(TextDelta(index, "text", delta.text))
         elif dtype == "input_json_delta":
             self._expect(block, ("tool",), dtype, index)
-            block.got_input = True
             if delta.partial_json:
+                block.got_input = True
                 out.append(ToolCallDelta(index, delta.partial_json))
         elif dtype == "thinking_delta":
             self._expect(block, ("thinking",), dtype, index)
@@ -327,10 +327,14 @@ class AnthropicDecoder(UpstreamDecoder):
         if block is None:
             state = "already stopped" if index in self._used else "never started"
             raise InputError(f"Anthropic content_block_stop for index {index}, {state}")
-        if block.kind == "tool" and not block.got_input and block.start_input:
-            # No fragments came: the start's input is the whole input.
-            arguments = _json_encoder.encode(block.start_input).decode()
-            out.append(ToolCallDelta(index, arguments))
+        if block.kind == "tool" and not block.got_input:
+            # No (non-empty) fragment came: the start's input is the whole
+            # input — `{}` for a tool without parameters, as the SDK says.
+            start = block.start_input
+            if start is None and block.upstream_type == "tool_use":
+                start = {}
+            if start is not None:
+                out.append(ToolCallDelta(index, _json_encoder.encode(start).decode()))
         out.append(BlockDone(index))
 
     # -- helpers --------------------------------------------------------------

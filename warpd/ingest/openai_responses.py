@@ -260,9 +260,34 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
             )
         elif key in item.keys:
             out.append(BlockOpen(key, "text", upstream_type=item.type, data=item_data))
+        else:
+            self._text_only_in_done(index, item, item_data, out)
         truncated = _field(item_data, "status", event) == "incomplete"
         out.extend(BlockDone(k, truncated=truncated) for k in item.keys)
         item.done = True
+
+    @staticmethod
+    def _text_only_in_done(
+        index: int, item: _Item, item_data: dict[str, Any], out: list[Delta]
+    ) -> None:
+        """Text a done item holds that no delta brought (some proxies send only the item)."""
+        parts: list[tuple[str, str, Any]] = []
+        if item.type == "message":
+            parts = [("content", p.get("type", ""), p) for p in _dicts(item_data.get("content"))]
+        elif item.type == "reasoning":
+            parts = [("summary", "summary_text", p) for p in _dicts(item_data.get("summary"))]
+            parts += [("content", p.get("type", ""), p) for p in _dicts(item_data.get("content"))]
+        counters: dict[str, int] = {}
+        for field, part_type, part in parts:
+            position = counters[field] = counters.get(field, -1) + 1
+            kind = _DONE_PART_KINDS.get(part_type)
+            if kind is None:
+                continue
+            key = (kind, index, position)
+            text = part.get("refusal" if kind == "refusal" else "text")
+            if isinstance(text, str) and text and not item.keys.get(key):
+                item.keys[key] = True
+                out.append(_text_delta(key, kind, text))
 
     def _on_text(
         self, event: _Event, item_type: str, kind: str, part_field: str, out: list[Delta]
@@ -335,6 +360,19 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
         self.ended = True
         out.append(UpstreamError(message, code or error.type))
         out.append(StreamEnd(aborted=True, reason=f"provider error: {message}"))
+
+
+# The kind of block a part of a done item becomes (as its delta events would).
+_DONE_PART_KINDS = {
+    "output_text": "text",
+    "refusal": "refusal",
+    "summary_text": "summary",
+    "reasoning_text": "reasoning",
+}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _text_delta(key: Hashable, kind: str, text: str) -> TextDelta:
