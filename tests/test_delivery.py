@@ -102,6 +102,25 @@ def _push_big(workdir: Path, stream: Path, stopped: int, active: int = 2) -> _Ru
     return _Run(peak, active_seconds, finals, stopped_messages, behind)
 
 
+def _excess_kib(run: _Run, baseline: _Run, stream: Path, workdir: Path, stopped: int,
+                bound: int) -> int:
+    """How much higher ``run``'s peak RSS is than ``baseline``'s.
+
+    Over ``bound``, both are measured once more and each one's lower peak
+    counts: one noisy run on a shared machine must not decide, while a real
+    copy of the stream shows in every run.
+    """
+    excess = run.peak_kib - baseline.peak_kib
+    if excess <= bound:
+        return excess
+    (workdir / "again").mkdir()
+    (workdir / "base").mkdir()
+    again = _push_big(workdir / "again", stream, stopped)
+    base_again = _push_big(workdir / "base", stream, 0)
+    print(f"measured again: {base_again.peak_kib} KiB without, {again.peak_kib} KiB with")
+    return min(run.peak_kib, again.peak_kib) - min(baseline.peak_kib, base_again.peak_kib)
+
+
 @pytest.fixture(scope="module")
 def baseline(big_stream: Path, tmp_path_factory: pytest.TempPathFactory) -> _Run:
     """The big push with two reading subscribers and none stopped."""
@@ -113,7 +132,7 @@ def baseline(big_stream: Path, tmp_path_factory: pytest.TempPathFactory) -> _Run
     return run
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_a_stopped_subscriber_costs_no_copy_and_ends_with_the_same_final(
     big_stream: Path, baseline: _Run, short_tmp: Path
 ) -> None:
@@ -126,8 +145,8 @@ def test_a_stopped_subscriber_costs_no_copy_and_ends_with_the_same_final(
     assert len(run.behind_rows) == 1 and run.behind_rows[0]["dropped"] > 0
     assert run.behind_rows[0]["lag_messages"] > 0
     # Memory: within the stated bound of the run without it.
-    assert run.peak_kib <= baseline.peak_kib + STOPPED_RSS_BOUND_KIB, (
-        run.peak_kib, baseline.peak_kib)
+    excess = _excess_kib(run, baseline, big_stream, short_tmp, 1, STOPPED_RSS_BOUND_KIB)
+    assert excess <= STOPPED_RSS_BOUND_KIB, (run.peak_kib, baseline.peak_kib, excess)
     # After SIGCONT it ends with the very same final message, byte for byte,
     # as the readers of this run, and the same as without it (but for the
     # daemon's epoch and the stream's start time), and its messages say that
@@ -146,8 +165,8 @@ def test_ten_stopped_subscribers_do_not_cost_ten_copies(
     print(f"peak RSS: {baseline.peak_kib} KiB without, {run.peak_kib} KiB with ten stopped")
     final_kib = len(baseline.finals[0]) // 1024
     assert TEN_STOPPED_RSS_BOUND_KIB < final_kib, "the bound must be under one copy"
-    assert run.peak_kib <= baseline.peak_kib + TEN_STOPPED_RSS_BOUND_KIB, (
-        run.peak_kib, baseline.peak_kib, final_kib)
+    excess = _excess_kib(run, baseline, big_stream, short_tmp, 10, TEN_STOPPED_RSS_BOUND_KIB)
+    assert excess <= TEN_STOPPED_RSS_BOUND_KIB, (run.peak_kib, baseline.peak_kib, excess)
     assert len(run.behind_rows) == 10
     assert len(set(run.finals)) == 1
 
