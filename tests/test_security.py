@@ -71,7 +71,8 @@ def handshake(
             if not chunk:
                 break
             body += chunk
-    return int(status_line.split()[1]), headers, body.decode()
+    # After a 101 the daemon's first WebSocket frame may arrive with the head: not text.
+    return int(status_line.split()[1]), headers, body.decode(errors="replace")
 
 
 # --- the Unix socket ---------------------------------------------------------------

@@ -235,6 +235,13 @@ class Server:
         # [broker] url: sessions shared through Redis (imported only then).
         self._redis: RedisHub | None = None
         if config.broker.url:
+            try:
+                import redis  # noqa: F401
+            except ModuleNotFoundError:
+                raise ConfigError(
+                    "[broker] url needs the Redis client, an extra: install warpd[redis] "
+                    "(pipx install 'warpd[redis]', or pip install 'warpd[redis]' in a venv)"
+                ) from None
             from warpd.redis_hub import RedisHub
 
             self._redis = RedisHub(config)

@@ -15,7 +15,7 @@ import msgspec
 
 from warpd.errors import InputError
 from warpd.ingest.anthropic import AnthropicDecoder
-from warpd.ingest.base import UpstreamDecoder, preview
+from warpd.ingest.base import UpstreamDecoder, invalid_utf8_at, preview
 from warpd.ingest.ollama import OllamaDecoder
 from warpd.ingest.openai_chat import OpenAIChatDecoder
 from warpd.ingest.openai_responses import OpenAIResponsesDecoder
@@ -45,13 +45,14 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
     """
     try:
         probe: Any = _probe_decoder.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        bad = invalid_utf8_at(payload)
+        if bad is not None:
+            raise InputError(
+                f"invalid UTF-8 in the stream's first event at byte {bad}: "
+                f"the event starts {preview(payload)}"
+            ) from None
         probe = None
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"invalid UTF-8 in the stream's first event at byte {exc.start}: "
-            f"the event starts {preview(payload)}"
-        ) from None
     if isinstance(probe, dict):
         for decoder in DECODERS.values():
             if decoder.detect(probe):

@@ -66,13 +66,27 @@ def decode_json(decoder: msgspec.json.Decoder[Any], payload: bytes, what: str) -
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise InputError(f"not a valid {what}: {exc} (starts {preview(payload)})") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        bad = invalid_utf8_at(payload)
+        if bad is not None:
+            raise InputError(
+                f"invalid UTF-8 in {what}: byte {bad} (starts {preview(payload)})"
+            ) from None
         raise InputError(f"invalid JSON in {what}: {exc} (starts {preview(payload)})") from None
+
+
+def invalid_utf8_at(payload: bytes) -> int | None:
+    """The offset of the first byte of ``payload`` that is not valid UTF-8, or None.
+
+    Called only once a decode has failed: which exception a JSON library
+    raises for bad UTF-8 differs between versions (msgspec < 0.19 raised
+    UnicodeDecodeError, later ones DecodeError), so the bytes decide.
+    """
+    try:
+        payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # msgspec checks UTF-8 only inside strings, and raises this, not a DecodeError.
-        raise InputError(
-            f"invalid UTF-8 in {what}: byte {exc.start} (starts {preview(payload)})"
-        ) from None
+        return exc.start
+    return None
 
 
 def preview(payload: bytes, limit: int = 60) -> str:
