@@ -14,6 +14,7 @@ BENCHMARKS = {
     "fanout": "bench.fanout",
     "memory": "bench.memory",
     "render": "bench.render",
+    "startup": "bench.startup",
 }
 
 

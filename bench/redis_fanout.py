@@ -122,9 +122,9 @@ def measure(push_path: str, sub_paths: list[str], session: str, subscribers: int
 
 async def _publish_ceiling(url: str, count: int, size: int) -> tuple[float, float]:
     """Messages/s and MB/s through the Lua publish alone (pipelined batches, one client)."""
+    from warpd.broker.redis import Outgoing, RedisBroker, split_at_seq
     from warpd.config import BrokerConfig
     from warpd.protocol import Block, BlocksMessage, encode
-    from warpd.redis_broker import Outgoing, RedisBroker, split_at_seq
 
     broker = RedisBroker(BrokerConfig(url=url, stream_maxlen=10_000))
     epoch = await broker.connect()

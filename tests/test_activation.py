@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TIMEOUT_UNIT
-from warpd.activation import systemd_listen_sockets
+from warpd.daemon.activation import systemd_listen_sockets
 
 # Puts the passed descriptors on fd 3, 4, … and sets LISTEN_PID to its own pid
 # before exec'ing the child (exec keeps the pid), as systemd does between fork and exec.
@@ -36,7 +36,7 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[3]])
 # Takes the sockets, reports them, then serves one connection on the first one.
 CHILD = """
 import json, os, socket, sys
-from warpd.activation import systemd_listen_sockets
+from warpd.daemon.activation import systemd_listen_sockets
 from warpd.errors import ConfigError
 try:
     found = systemd_listen_sockets()

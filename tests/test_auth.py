@@ -11,19 +11,21 @@ from pathlib import Path
 import pytest
 from websockets.datastructures import Headers
 
-from warpd.auth import (
-    MIN_TOKEN_CHARS,
+from warpd.daemon.auth import (
     bearer_token_matches,
     check_host,
     check_origin,
     check_tcp_handshake,
+    prepare_socket_dir,
+)
+from warpd.errors import ConfigError
+from warpd.tokens import (
+    MIN_TOKEN_CHARS,
     generate_token,
     load_or_create_token,
-    prepare_socket_dir,
     read_token,
     validate_token,
 )
-from warpd.errors import ConfigError
 
 IS_ROOT = os.geteuid() == 0
 SOMEONE_ELSE = 65534  # nobody

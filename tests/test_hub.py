@@ -6,7 +6,7 @@ import msgspec
 
 from tests.test_openai_chat import TEXT_WITH_USAGE
 from warpd.config import Config
-from warpd.hub import Hub
+from warpd.daemon.hub import Hub
 from warpd.ingest.convert import convert
 
 

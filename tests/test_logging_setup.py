@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, TIMEOUT_UNIT
-from warpd.logging_setup import running_under_systemd
+from warpd.daemon.logs import running_under_systemd
 
 CHILD = """
 from loguru import logger
-from warpd.logging_setup import configure_logging
+from warpd.daemon.logs import configure_logging
 print(configure_logging("DEBUG"), flush=True)
 logger.debug("debugging")
 logger.bind(conn="c7").info("serving on {}", "unix:/run/x")

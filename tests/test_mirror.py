@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from tests.conftest import fixture_files
 from tests.ingest_streams import HAND_MADE
 from warpd.blocks import BlockAssembler, is_final
+from warpd.broker.mirror import StreamMirror
 from warpd.ingest.convert import convert
-from warpd.mirror import StreamMirror
 from warpd.protocol import (
     Block,
     BlocksMessage,

@@ -11,9 +11,7 @@ import pytest
 
 from tests.conftest import TIMEOUT_UNIT
 from tests.redis_server import RedisServer
-from warpd.config import BrokerConfig
-from warpd.protocol import Block, BlocksMessage, decode_server_message, encode
-from warpd.redis_broker import (
+from warpd.broker.redis import (
     EpochChanged,
     MessageKind,
     Outgoing,
@@ -21,6 +19,8 @@ from warpd.redis_broker import (
     RedisUnavailable,
     split_at_seq,
 )
+from warpd.config import BrokerConfig
+from warpd.protocol import Block, BlocksMessage, decode_server_message, encode
 
 T = TypeVar("T")
 

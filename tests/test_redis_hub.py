@@ -21,11 +21,11 @@ from tests.conftest import TIMEOUT_UNIT, fixture_files
 from tests.ingest_streams import HAND_MADE
 from tests.redis_server import RedisServer
 from warpd.blocks import BlockAssembler, is_final
+from warpd.broker.hub import RedisHub
 from warpd.config import BrokerConfig, Config
-from warpd.hub import Hub, Subscriber
+from warpd.daemon.hub import Hub, Subscriber
 from warpd.ingest.convert import convert
 from warpd.protocol import BlocksMessage
-from warpd.redis_hub import RedisHub
 
 T = TypeVar("T")
 

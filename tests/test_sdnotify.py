@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from warpd.sdnotify import SystemdNotifier, monotonic_usec
+from warpd.daemon.sdnotify import SystemdNotifier, monotonic_usec
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -11,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TIMEOUT_UNIT
-from warpd.service import (
+from warpd.cli.main import main
+from warpd.cli.service import (
     UNIT_NAMES,
-    add_service_parser,
     install_units,
     render_units,
-    run_service_command,
     systemd_quote,
     uninstall_units,
     unit_template,
@@ -123,9 +121,7 @@ def test_install_then_uninstall(tmp_path: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="warpd")
-    add_service_parser(parser.add_subparsers(dest="command"))
-    return run_service_command(parser.parse_args(argv))
+    return main(argv)
 
 
 def test_service_commands_print_what_they_did(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TIMEOUT_UNIT
-from warpd.service import install_units, render_units, warpd_command
+from warpd.cli.service import install_units, render_units, warpd_command
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from warpd.cli import main
+from warpd.cli.main import main
 
 sys.exit(main())

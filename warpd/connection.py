@@ -15,9 +15,9 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from warpd.address import Address
-from warpd.auth import read_token, validate_token
 from warpd.config import default_token_path, load_config
 from warpd.errors import ClientError, ConfigError, DaemonUnavailable
+from warpd.tokens import read_token, validate_token
 
 
 def client_token() -> str:

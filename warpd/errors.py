@@ -4,6 +4,7 @@
 
     WarpdError
      ├── ConfigError          config.toml or a command-line option is wrong
+     ├── UserError            any other mistake on the command line (a file that can't be read)
      ├── InputError           a producer sent bytes we cannot decode (the peer's fault)
      │    └── FrameTooLarge   one event was over the configured size limit
      └── ClientError          raised by warpd.Client and the CLI's client side
@@ -24,6 +25,10 @@ class WarpdError(Exception):
 
 class ConfigError(WarpdError):
     """The configuration (file, environment or options) is invalid."""
+
+
+class UserError(WarpdError):
+    """A mistake on the command line, reported as one line."""
 
 
 class InputError(WarpdError):

@@ -1,8 +1,8 @@
 """RedisHub: the hub of a daemon that shares its sessions through Redis (``[broker] url``).
 
-The in-memory :class:`~warpd.hub.Hub` numbers, records and fans out each
+The in-memory :class:`~warpd.daemon.hub.Hub` numbers, records and fans out each
 message itself. A RedisHub hands its producers' messages to its
-:class:`~warpd.redis_link.RedisLink` instead, and records and fans out the
+:class:`~warpd.broker.link.RedisLink` instead, and records and fans out the
 messages the link delivers — every daemon's, numbered by Redis — with the same
 history, kept finals, bounded outboxes and resync as the in-memory hub.
 
@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from warpd.blocks import BlockAssembler, is_final
+from warpd.broker.link import RedisLink
+from warpd.broker.mirror import StreamMirror
 from warpd.config import Config
-from warpd.hub import Hub, Session, Subscriber
-from warpd.mirror import StreamMirror
+from warpd.daemon.hub import Hub, Session, Subscriber
 from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
-from warpd.redis_link import RedisLink
 
 
 class MirroredStream:

@@ -36,6 +36,7 @@ from typing import Any
 
 from warpd.blocks import BlockAssembler
 from warpd.config import Config
+from warpd.daemon.outbox import SubscriberOutbox
 from warpd.protocol import (
     BlocksMessage,
     HelloMessage,
@@ -59,75 +60,6 @@ def check_session_name(name: str) -> str | None:
 
 class HubLimitError(Exception):
     """A configured limit refuses the request; the message says which."""
-
-
-class SubscriberOutbox:
-    """Encoded messages waiting for one subscriber's socket, bounded in bytes.
-
-    The hub calls :meth:`put`; the subscriber's writer waits until woken, then
-    calls :meth:`take` and sends what it gets. ``behind`` means messages were
-    dropped: the writer must call :meth:`Hub.resync` before taking more.
-
-    Only live messages count against ``limit``; forced entries (hello, replay,
-    resync material) are never dropped and don't count, as they are bounded by
-    what the hub keeps anyway.
-    """
-
-    def __init__(self, limit: int, wake: Callable[[], None]) -> None:
-        self.limit = limit
-        self._wake = wake
-        # (session, seq, bytes, forced)
-        self._queue: deque[tuple[str, int, bytes, bool]] = deque()
-        self.queued_bytes = 0
-        self.forced_bytes = 0
-        self.behind = False
-        self.behind_since = 0.0
-        self.dropped = 0
-        # Sessions whose messages were dropped since the last resync.
-        self.dropped_sessions: set[str] = set()
-
-    def put(self, session: str, seq: int, data: bytes, *, force: bool = False) -> None:
-        """Queue a message, or start dropping if it would pass the bound.
-
-        ``force`` queues it regardless (resync material, which must get through).
-        """
-        if force:
-            self._queue.append((session, seq, data, True))
-            self.forced_bytes += len(data)
-            self._wake()
-            return
-        if self.behind:
-            self.dropped += 1
-            self.dropped_sessions.add(session)
-            return
-        size = len(data)
-        if self.queued_bytes and self.queued_bytes + size > self.limit:
-            kept = deque(entry for entry in self._queue if entry[3])
-            for entry in self._queue:
-                if not entry[3]:
-                    self.dropped += 1
-                    self.dropped_sessions.add(entry[0])
-            self.dropped += 1
-            self.dropped_sessions.add(session)
-            self._queue = kept
-            self.queued_bytes = 0
-            self.behind = True
-            self.behind_since = time.monotonic()
-            self._wake()
-            return
-        self._queue.append((session, seq, data, False))
-        self.queued_bytes += size
-        self._wake()
-
-    def take(self) -> list[tuple[str, int, bytes]]:
-        """Everything queued, oldest first: (session, seq, bytes); seq 0 for control messages."""
-        items = [(session, seq, data) for session, seq, data, _ in self._queue]
-        self._queue.clear()
-        self.queued_bytes = self.forced_bytes = 0
-        return items
-
-    def __len__(self) -> int:
-        return len(self._queue)
 
 
 class Subscriber:

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from warpd.daemon.hub import check_session_name
 from warpd.errors import InputError
-from warpd.hub import check_session_name
 from warpd.ingest import check_format
 
 

@@ -21,6 +21,7 @@ from warpd.errors import ConfigError
 
 __all__ = [
     "UNIT_NAMES",
+    "add_arguments",
     "install_units",
     "render_units",
     "run_service_command",
@@ -131,12 +132,10 @@ def uninstall_units(directory: Path) -> list[Path]:
     return removed
 
 
-def add_service_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``service install|uninstall`` to the CLI's subcommands."""
-    parser = subparsers.add_parser(
-        "service",
-        help="install or remove the systemd user units",
-        description="Write (or remove) warpd.socket and warpd.service for systemd's user manager.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``install|uninstall`` actions of ``warpd service`` and their options."""
+    parser.description = (
+        "Write (or remove) warpd.socket and warpd.service for systemd's user manager."
     )
     parser.set_defaults(run=run_service_command)
     actions = parser.add_subparsers(dest="service_action", required=True, metavar="ACTION")

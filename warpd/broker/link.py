@@ -1,6 +1,6 @@
 """RedisLink: a hub's sessions shared through Redis with every daemon that uses it.
 
-With ``[broker] url`` set, the server gives its :class:`~warpd.hub.Hub` a
+With ``[broker] url`` set, the server gives its :class:`~warpd.daemon.hub.Hub` a
 RedisLink. Then:
 
 - **Publishing.** ``Hub.publish`` hands each message to :meth:`RedisLink.send`:
@@ -13,7 +13,7 @@ RedisLink. Then:
   to ``Hub.deliver`` in seq order per session; a gap (messages lost while the
   subscription was down) is filled from the session's log first.
 - **Snapshots** of streams assembled elsewhere come from the hub's
-  :class:`~warpd.mirror.StreamMirror`, which ``Hub.deliver`` keeps current.
+  :class:`~warpd.broker.mirror.StreamMirror`, which ``Hub.deliver`` keeps current.
 - **Joining** (at startup and after every outage): each session's recent
   history, kept finals and live streams are loaded from Redis into the hub,
   so resume (``since``) and replay work on any daemon, across restarts.
@@ -41,8 +41,7 @@ import msgspec
 from loguru import logger
 
 from warpd.blocks import BlockAssembler, is_final
-from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
-from warpd.redis_broker import (
+from warpd.broker.redis import (
     REFUSED,
     EpochChanged,
     MessageKind,
@@ -51,9 +50,10 @@ from warpd.redis_broker import (
     RedisUnavailable,
     split_at_seq,
 )
+from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
 
 if TYPE_CHECKING:
-    from warpd.redis_hub import RedisHub
+    from warpd.broker.hub import RedisHub
 
 # Messages published per round trip at most (one pipeline).
 BATCH = 512

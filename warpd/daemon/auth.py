@@ -13,8 +13,8 @@ its ``process_request`` hook:
 - a handshake carrying Origin (every browser sends one) is refused unless that
   origin is listed in the config;
 - ``Authorization: Bearer <token>`` must carry the token, compared in
-  constant time. The token lives in a 0600 file (:func:`load_or_create_token`)
-  that local clients read by themselves (:func:`read_token`).
+  constant time. The token lives in a 0600 file that the daemon creates and
+  local clients read by themselves (:mod:`warpd.tokens`).
 
 Everything here is a pure function of its arguments and the filesystem; the
 caller does the logging and sends the refusal (a 401 must carry
@@ -26,18 +26,16 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-import secrets
 import stat
-import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from warpd.errors import ConfigError
+from warpd.tokens import check_private
 
 __all__ = [
-    "TOKEN_BYTES",
     "HeaderLookup",
     "Refusal",
     "bearer_token_matches",
@@ -45,21 +43,9 @@ __all__ = [
     "check_host",
     "check_origin",
     "check_tcp_handshake",
-    "generate_token",
     "is_loopback_host",
-    "load_or_create_token",
     "prepare_socket_dir",
-    "read_token",
-    "validate_token",
 ]
-
-# 32 random bytes = 256 bits, written as 43 URL-safe base64 characters.
-TOKEN_BYTES = 32
-# 22 base64 characters carry 132 bits: the shortest token we accept from a user.
-MIN_TOKEN_CHARS = 22
-# A token file is one short line; anything bigger is not ours.
-_MAX_TOKEN_FILE = 4096
-
 
 class Refusal(NamedTuple):
     """Why a handshake is refused: the HTTP status to answer and a reason to log and send."""
@@ -99,112 +85,11 @@ def prepare_socket_dir(path: Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
     info = os.lstat(path)
-    _check_private(path, info, kind="directory", expect=stat.S_ISDIR, fix="chmod 700")
+    check_private(path, info, kind="directory", expect=stat.S_ISDIR, fix="chmod 700")
     return path
 
 
-def _check_private(
-    path: Path, info: os.stat_result, *, kind: str, expect: Callable[[int], bool], fix: str
-) -> None:
-    """Raise ConfigError unless ``info`` is a ``kind`` owned by us with no group/other bits."""
-    if stat.S_ISLNK(info.st_mode):
-        raise ConfigError(f"{path} is a symbolic link; warpd needs a real {kind} there")
-    if not expect(info.st_mode):
-        raise ConfigError(f"{path} is not a {kind}")
-    uid = os.geteuid()
-    if info.st_uid != uid:
-        raise ConfigError(
-            f"{path} is owned by uid {info.st_uid}, not by you (uid {uid}); "
-            f"refusing to use a {kind} someone else controls"
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise ConfigError(f"{path} has mode {mode:04o}; it must be private to you ({fix} {path})")
-
-
-# --- the token --------------------------------------------------------------------
-
-
-def generate_token() -> str:
-    """A new random token: 256 bits from ``secrets``, URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def validate_token(token: str, *, where: str) -> str:
-    """Return ``token`` if it is usable in a header and long enough; ConfigError otherwise.
-
-    ``where`` names its origin for the message (e.g. ``"config.toml [tcp] token"``).
-    """
-    if not token.isascii() or not token.isprintable() or " " in token:
-        raise ConfigError(f"{where}: the token must be printable ASCII without spaces")
-    if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(
-            f"{where}: the token is {len(token)} characters; at least {MIN_TOKEN_CHARS} "
-            "(128 bits) are required, e.g. from "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
-    return token
-
-
-def read_token(path: Path) -> str:
-    """Read the token from ``path``, which must be a regular 0600 file of ours.
-
-    Raises :class:`ConfigError` when it is missing, someone else's, readable by
-    others, or not a valid token.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no token file at {path}: is warpd serving on TCP on this machine?"
-        ) from None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise ConfigError(f"{path} is a symbolic link; warpd needs a real file there") from None
-        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
-    try:
-        _check_private(path, os.fstat(fd), kind="file", expect=stat.S_ISREG, fix="chmod 600")
-        data = os.read(fd, _MAX_TOKEN_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > _MAX_TOKEN_FILE:
-        raise ConfigError(f"{path} is too large to be a warpd token file")
-    try:
-        token = data.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} does not contain a warpd token (not ASCII)") from None
-    return validate_token(token, where=str(path))
-
-
-def load_or_create_token(path: Path) -> str:
-    """The daemon's token: read from ``path``, or generated and written there (0600).
-
-    The file appears atomically, complete, and is never replaced: when two
-    daemons race, both end up with the same token. The directory must exist
-    (:func:`prepare_socket_dir` it first when it is the runtime directory).
-    """
-    try:
-        return read_token(path)
-    except ConfigError:
-        if os.path.lexists(path):
-            raise
-    token = generate_token()
-    try:
-        # mkstemp creates the file 0600; linking it into place fails if a
-        # file appeared meanwhile, so a reader never sees a half-written token.
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".token-")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the token file {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(token + "\n")
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return read_token(path)
-    finally:
-        os.unlink(temporary)
-    return token
+# --- the bearer token ---------------------------------------------------------------
 
 
 def bearer_token_matches(authorization: str | None, token: str) -> bool:

@@ -1,0 +1,78 @@
+"""``warpd``: serve, push, subscribe, convert, status, service.
+
+Each command reports a user's mistake (bad option, bad input, no daemon) as
+one line on stderr and a non-zero exit status, never a traceback.
+
+Start-up matters (a script may run ``warpd push`` per answer): the argument
+tree is built with only the chosen command's options, from its module
+(``warpd.cli.COMMAND``), so no command pays for another's imports and
+``--version``/``--help`` import none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from warpd import __version__
+from warpd.errors import WarpdError
+
+# Command -> its module in warpd.cli and its line in `warpd --help`.
+COMMANDS = {
+    "serve": ("serve", "run the daemon in the foreground"),
+    "push": ("push", "push a provider stream (FILE or stdin) to the daemon"),
+    "subscribe": ("subscribe", "print a session's block messages live"),
+    "convert": ("convert", "decode a recorded stream offline and print its block messages"),
+    "status": ("status", "show the daemon's sessions and subscribers"),
+    "service": ("service", "install or remove the systemd user units"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``warpd`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        status: int = args.run(args)
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`): not an error.
+        _silence_stdout()
+        return 0
+    except WarpdError as exc:
+        print(f"warpd {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The argument parser, with the options of the command ``argv`` names (if any)."""
+    parser = argparse.ArgumentParser(
+        prog="warpd", description="LLM delta streams in, live terminal blocks out."
+    )
+    parser.add_argument("--version", action="version", version=f"warpd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # The top-level options take no value, so the first word is the command.
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module, text) in COMMANDS.items():
+        command = commands.add_parser(name, help=text)
+        if name == chosen:
+            importlib.import_module(f"warpd.cli.{module}").add_arguments(command)
+    return parser
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the final flush doesn't fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

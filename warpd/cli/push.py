@@ -1,0 +1,144 @@
+"""``warpd push``: push a provider stream (a file or stdin) to the daemon, as it arrives."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from warpd.address import Address, client_address
+from warpd.cli.input import InputPump, open_input
+from warpd.cli.options import add_connect_argument
+from warpd.connection import connect
+from warpd.errors import InputError, PushRejected
+from warpd.ingest import FORMATS, detect_format
+from warpd.ingest.convert import framing_for
+from warpd.ingest.framing import AutoFramer, FramedEvent, make_framer
+from warpd.protocol import (
+    BlocksMessage,
+    EndMessage,
+    ErrorMessage,
+    decode_server_message,
+    encode_control,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", type=Path, help="input file (default: stdin)")
+    parser.add_argument("--session", default="default", help="session to push to")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="upstream format")
+    add_connect_argument(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="say what is happening")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    address = client_address(args.connect)
+    with open_input(args.file) as stream:
+        return asyncio.run(_push(args, address, stream))
+
+
+async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) -> int:
+    verbose: Callable[..., None] = (
+        (lambda *a: print("warpd push:", *a, file=sys.stderr)) if args.verbose else _quiet
+    )
+    pump = InputPump(stream.fileno(), asyncio.get_running_loop())
+    read = pump.read
+
+    framer = make_framer(framing_for(args.format))
+    pending: list[FramedEvent] = []
+    eof = False
+    format = args.format
+    if isinstance(framer, AutoFramer):
+        # Look at the input before connecting: `auto` input that is neither
+        # SSE nor JSON is plain text, and the daemon must be told so.
+        while framer.framing is None and not eof:
+            chunk = await read()
+            eof = not chunk
+            pending += framer.feed(chunk) if chunk else framer.close()
+        if framer.framing == "raw" and format == "auto":
+            format = "text"
+            verbose("format text (the input is neither SSE nor JSON)")
+    query = urlencode({"session": args.session, "format": format})
+    ws = await connect(address, f"/push?{query}")
+    verbose(f"connected to {address}, session {args.session!r}")
+    # The input line of each frame, so the daemon's frame numbers can be
+    # reported as lines of the user's file.
+    lines: list[int] = []
+    replies = asyncio.ensure_future(_push_replies(ws, verbose))
+    try:
+        while True:
+            for event in pending:
+                if not lines and format == "auto":
+                    _say_format(event.payload, verbose)
+                lines.append(event.line)
+                await ws.send(event.payload)
+            if eof:
+                break
+            reading = asyncio.ensure_future(read())
+            await asyncio.wait({reading, replies}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                # The daemon answered (an error, or it closed) while the input
+                # was silent: don't wait for more input to say so.
+                reading.cancel()
+                break
+            chunk = reading.result()
+            eof = not chunk
+            pending = framer.feed(chunk) if chunk else framer.close()
+        await ws.send(encode_control("end"))
+    except ConnectionClosed:
+        pass  # the daemon closed on us: its reply says why
+    try:
+        end = await replies
+    except PushRejected as exc:
+        where = ""
+        if exc.frame is not None:
+            line = lines[exc.frame - 1] if 0 < exc.frame <= len(lines) else 0
+            where = f"line {line}: " if line else f"frame {exc.frame}: "
+        raise PushRejected(where + exc.message, frame=exc.frame) from None
+    finally:
+        await ws.close()
+    verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
+    return 0
+
+
+def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
+    try:
+        verbose(f"format {detect_format(payload).name} (detected from the first event)")
+    except InputError:
+        pass  # the daemon will say so, with the frame number
+
+
+async def _push_replies(ws: ClientConnection, verbose: Callable[..., None]) -> EndMessage:
+    """Read the daemon's replies until its ``end``; raise PushRejected on an error."""
+    try:
+        async for frame in ws:
+            message = decode_server_message(frame)
+            match message:
+                case BlocksMessage() if message.aborted:
+                    # Delivered, but cut short: worth a line even without -v.
+                    print(f"warpd push: stream {message.stream} completed as aborted: "
+                          f"{message.abort_reason}", file=sys.stderr)
+                case BlocksMessage():
+                    verbose(f"stream {message.stream} complete")
+                case ErrorMessage():
+                    raise PushRejected(message.message, frame=message.frame)
+                case EndMessage():
+                    return message
+    except ConnectionClosed:
+        pass
+    raise PushRejected(
+        f"the daemon closed the connection "
+        f"(code {ws.close_code}{': ' + ws.close_reason if ws.close_reason else ''})"
+    )
+
+
+def _quiet(*args: Any) -> None:
+    pass

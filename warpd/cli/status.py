@@ -1,0 +1,64 @@
+"""``warpd status``: the daemon's sessions and subscribers, or its raw status JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import msgspec
+from websockets.exceptions import ConnectionClosed
+
+from warpd.address import Address, client_address
+from warpd.cli.options import add_connect_argument
+from warpd.connection import connect
+from warpd.errors import ClientError
+from warpd.protocol import StatusMessage, decode_server_message, encode
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the raw status JSON")
+    add_connect_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    address = client_address(args.connect)
+    status = asyncio.run(fetch_status(address))
+    if args.json:
+        sys.stdout.buffer.write(encode(status) + b"\n")
+        return 0
+    print(f"warpd {status.version} pid {status.pid}, up {status.uptime:.0f}s, "
+          f"epoch {status.epoch}, listening on {', '.join(status.listen)}")
+    broker = status.broker
+    if broker:
+        problem = f", last error: {broker['last_error']}" if broker.get("last_error") else ""
+        print(f"broker {broker['kind']} {broker['url']}: {broker['state']}, "
+              f"{broker['outages']} outage(s){problem}")
+    if not status.sessions:
+        print("no sessions yet")
+    for row in status.sessions:
+        live = ", ".join(row["live_streams"]) or "none"
+        print(f"session {row['session']!r}: seq {row['seq']}, streams {row['streams_started']}"
+              f" (live: {live}), history {row['history_messages']} messages"
+              f" / {row['history_bytes']} bytes, {len(row['subscribers'])} subscriber(s)")
+        for sub in row["subscribers"]:
+            print(f"  {sub['id']}: lag {sub['lag_messages']} messages, queued"
+                  f" {sub['queued_bytes']} bytes, catch-ups {sub.get('catchups', 0)},"
+                  f" resyncs {sub['resyncs']},"
+                  f" dropped {sub['dropped']}{', BEHIND' if sub['behind'] else ''}")
+    return 0
+
+
+async def fetch_status(address: Address) -> StatusMessage:
+    """The status the daemon at ``address`` answers on ``/status``; ClientError otherwise."""
+    ws = await connect(address, "/status")
+    try:
+        message = decode_server_message(await ws.recv())
+    except (ConnectionClosed, msgspec.DecodeError) as exc:
+        raise ClientError(f"no status from the daemon at {address}: {exc}") from None
+    finally:
+        await ws.close()
+    if not isinstance(message, StatusMessage):
+        raise ClientError(f"unexpected reply from the daemon at {address}: {message!r}"[:200])
+    return message

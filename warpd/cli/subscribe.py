@@ -1,0 +1,161 @@
+"""``warpd subscribe``: follow sessions live — rendered, or as JSON lines or SSE.
+
+It reconnects when the connection drops and resumes where it stood (the
+daemon's epoch and the last seq per session).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.exceptions import ConnectionClosed
+
+from warpd.address import Address, client_address
+from warpd.cli.options import add_connect_argument
+from warpd.cli.output import jsonl_writer, sse_writer
+from warpd.connection import connect
+from warpd.errors import ClientError, DaemonUnavailable, UserError
+from warpd.protocol import (
+    BlocksMessage,
+    ErrorMessage,
+    HelloMessage,
+    ResyncMessage,
+    SnapshotMessage,
+    decode_server_message,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--session", action="append", metavar="NAME", help="session to follow (repeatable; * = all)"
+    )
+    parser.add_argument(
+        "--output",
+        choices=("pretty", "jsonl", "sse"),
+        help="pretty: rendered blocks (the default on a terminal; plain text elsewhere); "
+        "jsonl, sse: the block messages (the default when not a terminal: jsonl)",
+    )
+    parser.add_argument(
+        "--no-color", action="store_true", help="pretty output without colours (also NO_COLOR)"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="exit after the first stream completes"
+    )
+    parser.add_argument("--replay", type=int, default=0, metavar="N",
+                        help="first show the last N completed streams")
+    add_connect_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    address = client_address(args.connect)
+    sessions = args.session or ["default"]
+    if args.replay < 0:
+        raise UserError("--replay must not be negative")
+    return asyncio.run(_subscribe(args, address, sessions))
+
+
+class _Resume:
+    """What a reconnecting subscriber tells the daemon: its epoch and last seq per session."""
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self.seq: dict[str, int] = {}
+
+    def query(self, sessions: list[str], replay: int) -> str:
+        params: list[tuple[str, str]] = [("session", s) for s in sessions]
+        if self.epoch is not None:
+            params.append(("epoch", self.epoch))
+            params += [("since", f"{name}:{seq}") for name, seq in self.seq.items()]
+        elif replay:
+            params.append(("replay", str(replay)))
+        return urlencode(params)
+
+
+async def _subscribe(args: argparse.Namespace, address: Address, sessions: list[str]) -> int:
+    out = sys.stdout.buffer
+    output = args.output or ("pretty" if out.isatty() else "jsonl")
+    if output != "pretty":
+        write = sse_writer(out) if output == "sse" else jsonl_writer(out)
+        return await _subscription(args, address, sessions, write, _note_on_stderr)
+    # The renderer (and wcwidth) only for pretty output.
+    from warpd.terminal import PrettyOutput, no_color_requested
+
+    async with PrettyOutput(out, no_color=no_color_requested(args.no_color)) as pretty:
+        # Our own lines go through the renderer, above its live tail.
+        return await _subscription(args, address, sessions, pretty.write, pretty.note)
+
+
+def _note_on_stderr(text: str) -> None:
+    print(f"warpd subscribe: {text}", file=sys.stderr)
+
+
+async def _subscription(
+    args: argparse.Namespace,
+    address: Address,
+    sessions: list[str],
+    write: Callable[[Any, bytes], None],
+    note: Callable[[str], None],
+) -> int:
+    """Follow ``sessions``, reconnecting and resuming; ``note`` shows our own status lines."""
+    resume = _Resume()
+    delay = 0.1
+    connected_once = False
+    while True:
+        try:
+            ws = await connect(address, f"/subscribe?{resume.query(sessions, args.replay)}")
+        except DaemonUnavailable:
+            if not connected_once:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if connected_once:
+            note("reconnected")
+        connected_once = True
+        delay = 0.1
+        try:
+            while True:
+                # The raw bytes: written out as they are, not decoded and re-encoded.
+                data = await ws.recv(decode=False)
+                message = decode_server_message(data)
+                write(message, data)
+                match message:
+                    case HelloMessage():
+                        if message.epoch != resume.epoch:
+                            # Seq numbers of another epoch mean nothing here.
+                            resume.seq = {}
+                        # Sessions we had no message from yet resume from
+                        # where they stood when we joined.
+                        for name, seq in message.seq.items():
+                            resume.seq.setdefault(name, seq)
+                        resume.epoch = message.epoch
+                        if message.resume_failed:
+                            note(f"could not resume ({message.resume_failed}); "
+                                 "showing the live state instead")
+                    case BlocksMessage() | SnapshotMessage() | ResyncMessage():
+                        resume.seq[message.session] = max(
+                            resume.seq.get(message.session, 0), message.seq
+                        )
+                        if args.once and isinstance(message, BlocksMessage) and (
+                            message.complete and not message.streaming
+                        ):
+                            await ws.close()
+                            return 0
+                    case ErrorMessage():
+                        raise ClientError(message.message)
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+        if code == 1000:
+            return 0
+        if code in (1002, 1003, 1007, 1008, 1013):
+            raise ClientError(f"the daemon closed the subscription: {ws.close_reason or code}")
+        # 1001 (daemon restarting), 4008 (too slow), a network blip: resume.
+        note(f"connection lost ({ws.close_reason or code}); reconnecting")
+

@@ -1,0 +1,272 @@
+"""Where the daemon listens: Unix sockets, TCP (ws:// and wss://), sockets systemd passes.
+
+:class:`Listeners` binds each address (or takes the socket systemd passed for
+it) and serves it with websockets, every connection going to one handler.
+Before a WebSocket opens, its request path must name a route
+(:func:`check_route`); a TCP handshake must first pass the Host, Origin and
+token checks of :mod:`warpd.daemon.auth`. A Unix socket is created 0600 in a
+0700 directory of ours; TCP listens on loopback unless the config says
+otherwise, and off loopback without TLS only with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import stat
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from websockets.asyncio.server import Server as WSServer
+from websockets.asyncio.server import ServerConnection, serve, unix_serve
+from websockets.http11 import Request, Response
+
+from warpd import __version__
+from warpd.address import Address
+from warpd.config import Config, default_token_path, runtime_dir
+from warpd.daemon.activation import systemd_listen_sockets
+from warpd.daemon.auth import check_tcp_handshake, is_loopback_host, prepare_socket_dir
+from warpd.daemon.routes import RouteError, parse_route
+from warpd.errors import ConfigError
+from warpd.tokens import load_or_create_token, validate_token
+
+__all__ = ["Listeners", "TcpListener", "bind_unix", "check_route", "socket_address"]
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+class TcpListener:
+    """What the handshake checks of one TCP listener need to know about it."""
+
+    __slots__ = ("port", "tls")
+
+    def __init__(self, port: int, tls: bool) -> None:
+        self.port = port
+        self.tls = tls
+
+
+class Listeners:
+    """The listening sockets of one daemon, all serving ``handler``.
+
+    ``config`` is the current configuration (the server replaces it on
+    reload: the TCP checks use the new origins, hosts and ``token`` at once).
+    ``token`` is the TCP bearer token, loaded when the first TCP listener starts.
+    """
+
+    def __init__(self, config: Config, handler: Handler) -> None:
+        self.config = config
+        self.token: str | None = None
+        self._handler = handler
+        self._servers: list[WSServer] = []
+        self._unix_paths: list[Path] = []
+
+    async def start(self, addresses: list[Address], explicit: bool) -> list[Address]:
+        """Take systemd's sockets, bind every other address; the addresses served.
+
+        ``explicit``: the addresses were given (config or --listen), so they
+        are bound even when systemd passes sockets; otherwise systemd's
+        sockets stand in for the default one.
+        """
+        limits = self.config.limits
+        common: dict[str, Any] = {
+            "process_request": check_route,
+            # Producers' frames are bounded by limits.max_frame_bytes with a
+            # clear error; this is only the hard stop for absurd frames.
+            "max_size": 4 * limits.max_frame_bytes,
+            # Per-message compression costs ~100 KiB per idle connection.
+            "compression": None,
+            "ping_interval": limits.ping_interval,
+            "ping_timeout": limits.ping_interval,
+            # A peer that misses its pong or never answers our close frame is
+            # dropped this long after, so dead peers go as soon as they're found.
+            "close_timeout": min(10.0, limits.ping_interval),
+            "server_header": f"warpd/{__version__}",
+        }
+        listening: list[Address] = []
+        activated = systemd_listen_sockets()
+        for name, sock in activated:
+            tls = sock.family != socket.AF_UNIX and bool(self.config.tcp.tls_cert)
+            address = await self._listen(socket_address(sock, tls), common, sock)
+            logger.info("listening on {} (socket activation: {})", address, name)
+            listening.append(address)
+        wanted = addresses if explicit or not activated else []
+        for address in wanted:
+            if address in listening:
+                continue
+            address = await self._listen(address, common, None)
+            logger.info("listening on {}", address)
+            listening.append(address)
+        return listening
+
+    async def _listen(
+        self, address: Address, common: dict[str, Any], sock: socket.socket | None
+    ) -> Address:
+        """Serve on ``address`` (binding it unless ``sock`` is given); the address served."""
+        if address.kind == "unix":
+            if sock is None:
+                sock = bind_unix(Path(address.path))
+                self._unix_paths.append(Path(address.path))
+            self._servers.append(await unix_serve(self._handler, sock=sock, **common))
+            return address
+        if not is_loopback_host(address.host) and not self.config.tcp.allow_non_loopback:
+            raise ConfigError(
+                f"refusing to listen on {address}: {address.host} is not a loopback address, "
+                "so other machines could connect; to mean it, set allow_non_loopback = true "
+                "in the [tcp] section of config.toml (see docs/security.md)"
+            )
+        if self.token is None:
+            self.token = self.load_token(self.config)
+        # The Host check needs the real port, known only once bound (port 0).
+        listener = TcpListener(address.port, address.tls)
+        options = {
+            **common,
+            "process_request": partial(self._check_tcp_request, listener),
+            "ssl": self._tls_context(address),
+        }
+        if sock is None:
+            server = await serve(self._handler, address.host, address.port, **options)
+        else:
+            server = await serve(self._handler, sock=sock, **options)
+        self._servers.append(server)
+        listener.port = next(iter(server.sockets)).getsockname()[1]
+        return Address("tcp", host=address.host, port=listener.port, tls=address.tls)
+
+    def load_token(self, config: Config) -> str:
+        """The bearer token TCP clients must send: from the config, or the token file."""
+        if config.tcp.token:
+            return validate_token(config.tcp.token, where="config.toml [tcp] token")
+        if config.tcp.token_file:
+            path = Path(config.tcp.token_file).expanduser()
+        else:
+            path = default_token_path()
+            prepare_socket_dir(path.parent)
+        token = load_or_create_token(path)
+        logger.info("TCP clients authenticate with the token in {}", path)
+        return token
+
+    def _tls_context(self, address: Address) -> ssl.SSLContext | None:
+        """The TLS context of a wss:// listener; None (with a warning off loopback) for ws://."""
+        tcp = self.config.tcp
+        if not address.tls:
+            if not is_loopback_host(address.host):
+                logger.warning(
+                    "INSECURE: {} is reachable from the network without TLS: the token and "
+                    "every stream cross it in clear text; use wss:// with tls_cert and tls_key "
+                    "in the [tcp] section of config.toml",
+                    address,
+                )
+            return None
+        if not tcp.tls_cert or not tcp.tls_key:
+            raise ConfigError(
+                f"{address}: wss:// needs tls_cert and tls_key in the [tcp] section of config.toml"
+            )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(
+                os.path.expanduser(tcp.tls_cert), os.path.expanduser(tcp.tls_key)
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the TLS certificate {tcp.tls_cert} and key {tcp.tls_key}: {exc}"
+            ) from None
+        return context
+
+    def _check_tcp_request(
+        self, listener: TcpListener, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Host, Origin and token checks of a TCP handshake (daemon/auth.py), then the route's."""
+        assert self.token is not None
+        tcp = self.config.tcp
+        refusal = check_tcp_handshake(
+            request.headers,
+            token=self.token,
+            port=listener.port,
+            allowed_origins=tcp.allowed_origins,
+            allowed_hosts=tcp.allowed_hosts,
+            default_port=443 if listener.tls else 80,
+        )
+        if refusal is None:
+            return check_route(connection, request)
+        peer = connection.remote_address
+        logger.warning(
+            "refused a TCP handshake from {}: {} {}",
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            refusal.status.value,
+            refusal.reason,
+        )
+        response = connection.respond(refusal.status, refusal.reason + "\n")
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="warpd"'
+        return response
+
+    def close(self) -> None:
+        """Stop accepting connections; those open stay open."""
+        for server in self._servers:
+            server.close(close_connections=False)
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (each listener up to ``timeout`` seconds) for the connections to end."""
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), timeout)
+            except TimeoutError:
+                logger.warning("connections still open after the shutdown timeout; leaving")
+
+    def remove_sockets(self) -> None:
+        """Remove the Unix socket files this daemon bound."""
+        for path in self._unix_paths:
+            path.unlink(missing_ok=True)
+
+
+def check_route(connection: ServerConnection, request: Request) -> Response | None:
+    """Refuse bad requests with an HTTP status before the WebSocket opens."""
+    try:
+        parse_route(request.path)
+    except RouteError as exc:
+        logger.info("refused {}: {} {}", request.path[:200], exc.status, exc.message)
+        return connection.respond(exc.status, exc.message + "\n")
+    return None
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """Bind a Unix socket at ``path`` with mode 0600; warpd's own directory must be ours, 0700."""
+    directory = path.parent
+    if directory == runtime_dir():
+        prepare_socket_dir(directory)
+    elif not directory.is_dir():
+        raise ConfigError(f"cannot listen at {path}: directory {directory} does not exist")
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ConfigError(f"{path} exists and is not a socket: refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # a stale socket left by a daemon that died
+        else:
+            raise ConfigError(f"another warpd is already serving at {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The socket must never exist with looser permissions, not even briefly.
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    return sock
+
+
+def socket_address(sock: socket.socket, tls: bool) -> Address:
+    """The address a listening socket (e.g. one systemd passed) is bound to."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        path = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        # An abstract socket's name starts with NUL; "@" is how systemd writes it.
+        return Address("unix", path="@" + path[1:] if path.startswith("\0") else path)
+    return Address("tcp", host=name[0], port=name[1], tls=tls)
