@@ -147,7 +147,9 @@ class ServeProcess:
 class Daemon(ServeProcess):
     """A daemon on a Unix socket in ``workdir``, with the helpers most tests need."""
 
-    def __init__(self, workdir: Path, *extra: str, config: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *extra: str, config: str | None = None, log_name: str = "daemon.log"
+    ) -> None:
         self.workdir = workdir
         self.socket = workdir / "warpd.sock"
         self.address = f"unix:{self.socket}"
@@ -157,7 +159,7 @@ class Daemon(ServeProcess):
             config_path.write_text(config)
             args += ["--config", str(config_path)]
         env = {**os.environ, "WARPD_ADDR": self.address, "NO_COLOR": "1"}
-        super().__init__(workdir, *args, *extra, env=env, log_name="daemon.log")
+        super().__init__(workdir, *args, *extra, env=env, log_name=log_name)
         self._wait_accepting()
 
     def _wait_accepting(self) -> None:

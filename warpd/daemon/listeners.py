@@ -7,6 +7,13 @@ Before a WebSocket opens, its request path must name a route
 token checks of :mod:`warpd.daemon.auth`. A Unix socket is created 0600 in a
 0700 directory of ours; TCP listens on loopback unless the config says
 otherwise, and off loopback without TLS only with a warning.
+
+A Unix socket file is ours only while it is the one we bound (its device and
+inode, :class:`UnixSocketFile`): another daemon may replace it (a new one
+starting while this one finishes its shutdown), or someone may delete it.
+:meth:`Listeners.watch_sockets` notices both every few seconds: a deleted
+socket is bound again, a replaced one is left to whoever replaced it; and at
+shutdown only a file that is still ours is removed.
 """
 
 from __future__ import annotations
@@ -35,9 +42,45 @@ from warpd.daemon.routes import RouteError, parse_route
 from warpd.errors import ConfigError
 from warpd.tokens import load_or_create_token, validate_token
 
-__all__ = ["Listeners", "TcpListener", "bind_unix", "check_route", "socket_address"]
+__all__ = [
+    "SOCKET_CHECK_PERIOD",
+    "Listeners",
+    "TcpListener",
+    "UnixSocketFile",
+    "bind_unix",
+    "check_route",
+    "socket_address",
+]
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
+
+# Seconds between checks that each Unix socket file is still there and ours.
+SOCKET_CHECK_PERIOD = 2.0
+
+
+class UnixSocketFile:
+    """A Unix socket file this daemon bound, known by its device and inode.
+
+    :meth:`state` says whether the path still holds that very file
+    (``"ours"``), nothing (``"missing"``), or something else (``"replaced"``).
+    """
+
+    __slots__ = ("path", "identity", "server", "replaced")
+
+    def __init__(self, path: Path, server: WSServer) -> None:
+        info = path.lstat()
+        self.path = path
+        self.identity = (info.st_dev, info.st_ino)
+        self.server = server
+        # Someone else's socket is there now: never touch the path again.
+        self.replaced = False
+
+    def state(self) -> str:
+        try:
+            info = self.path.lstat()
+        except FileNotFoundError:
+            return "missing"
+        return "ours" if (info.st_dev, info.st_ino) == self.identity else "replaced"
 
 
 class TcpListener:
@@ -63,7 +106,9 @@ class Listeners:
         self.token: str | None = None
         self._handler = handler
         self._servers: list[WSServer] = []
-        self._unix_paths: list[Path] = []
+        self._unix_files: list[UnixSocketFile] = []
+        # The websockets options of every listener, kept to bind a socket again.
+        self._common: dict[str, Any] = {}
 
     async def start(self, addresses: list[Address], explicit: bool) -> list[Address]:
         """Take systemd's sockets, bind every other address; the addresses served.
@@ -73,7 +118,7 @@ class Listeners:
         sockets stand in for the default one.
         """
         limits = self.config.limits
-        common: dict[str, Any] = {
+        self._common = common = {
             "process_request": check_route,
             # Producers' frames are bounded by limits.max_frame_bytes with a
             # clear error; this is only the hard stop for absurd frames.
@@ -109,9 +154,9 @@ class Listeners:
         """Serve on ``address`` (binding it unless ``sock`` is given); the address served."""
         if address.kind == "unix":
             if sock is None:
-                sock = bind_unix(Path(address.path))
-                self._unix_paths.append(Path(address.path))
-            self._servers.append(await unix_serve(self._handler, sock=sock, **common))
+                await self._serve_unix_file(Path(address.path))
+            else:
+                self._servers.append(await unix_serve(self._handler, sock=sock, **common))
             return address
         if not is_loopback_host(address.host) and not self.config.tcp.allow_non_loopback:
             raise ConfigError(
@@ -135,6 +180,51 @@ class Listeners:
         self._servers.append(server)
         listener.port = next(iter(server.sockets)).getsockname()[1]
         return Address("tcp", host=address.host, port=listener.port, tls=address.tls)
+
+    async def _serve_unix_file(self, path: Path) -> None:
+        """Bind a Unix socket at ``path`` and serve it; remember the file as ours."""
+        sock = bind_unix(path)
+        try:
+            server = await unix_serve(self._handler, sock=sock, **self._common)
+        except BaseException:
+            sock.close()
+            raise
+        self._servers.append(server)
+        self._unix_files.append(UnixSocketFile(path, server))
+
+    async def watch_sockets(self, period: float = SOCKET_CHECK_PERIOD) -> None:
+        """Every ``period`` seconds, :meth:`check_sockets` (run as a task; cancel it to stop)."""
+        while True:
+            await asyncio.sleep(period)
+            await self.check_sockets()
+
+    async def check_sockets(self) -> None:
+        """Bind again each socket file that was deleted; give up those someone replaced."""
+        for unix_file in list(self._unix_files):
+            if unix_file.replaced:
+                continue
+            state = unix_file.state()
+            if state == "ours":
+                continue
+            path = unix_file.path
+            if state == "replaced":
+                unix_file.replaced = True
+                logger.warning(
+                    "{} was replaced by another socket (another warpd?): leaving it to its "
+                    "owner; connections open here go on",
+                    path,
+                )
+                continue
+            logger.warning("{} was deleted: creating it again", path)
+            try:
+                await self._serve_unix_file(path)
+            except (ConfigError, OSError) as exc:
+                logger.error("cannot create {} again ({}); trying again shortly", path, exc)
+                continue
+            # The old listening socket can no longer be reached: stop accepting on it.
+            self._unix_files.remove(unix_file)
+            unix_file.server.close(close_connections=False)
+            logger.info("listening on unix:{}", path)
 
     def load_token(self, config: Config) -> str:
         """The bearer token TCP clients must send: from the config, or the token file."""
@@ -218,9 +308,10 @@ class Listeners:
                 logger.warning("connections still open after the shutdown timeout; leaving")
 
     def remove_sockets(self) -> None:
-        """Remove the Unix socket files this daemon bound."""
-        for path in self._unix_paths:
-            path.unlink(missing_ok=True)
+        """Remove the Unix socket files this daemon bound, those still ours only."""
+        for unix_file in self._unix_files:
+            if not unix_file.replaced and unix_file.state() == "ours":
+                unix_file.path.unlink(missing_ok=True)
 
 
 def check_route(connection: ServerConnection, request: Request) -> Response | None:

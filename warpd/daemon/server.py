@@ -116,7 +116,10 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        background = [asyncio.create_task(self._sweep())]
+        background = [
+            asyncio.create_task(self._sweep()),
+            asyncio.create_task(self.listeners.watch_sockets()),
+        ]
         if self.notifier.enabled:
             background.append(asyncio.create_task(self._report_status()))
         if self.notifier.watchdog_interval is not None:
