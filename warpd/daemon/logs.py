@@ -6,6 +6,14 @@ and each line may start with a ``<N>`` syslog priority (sd-daemon(3)): journald
 strips it and files the line at that priority, so ``journalctl --user -u warpd
 -p warning`` works. journald stamps the time and the unit itself, and a
 terminal escape in the journal is noise, so that format has neither.
+
+Every record passes through one patcher, :func:`escape_record`, before any
+sink sees it: values from peers (a request path, a producer's field quoted in
+an error) are part of messages and bound fields, and a newline in one must
+not start a forged line of its own, nor an escape sequence reach the terminal
+of whoever reads the log. So the message and every bound value have each
+unsafe character (:data:`warpd.controls.UNSAFE`) written as a backslash
+escape: ``\n``, ``\x1b``, ``\u202e``. Call sites need no care.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
-if TYPE_CHECKING:
-    from loguru import Message
+from warpd.controls import escape_unsafe
 
-__all__ = ["SYSLOG_PRIORITY", "configure_logging", "running_under_systemd"]
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+__all__ = ["SYSLOG_PRIORITY", "configure_logging", "escape_record", "running_under_systemd"]
 
 # loguru level name -> syslog priority (sd-daemon.h: SD_DEBUG=7 … SD_CRIT=2).
 SYSLOG_PRIORITY = {
@@ -37,6 +47,31 @@ SYSLOG_PRIORITY = {
 _TERMINAL_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} [{extra[conn]}] {message}"
 # journald records the time, the unit and (from the <N> prefix) the level itself.
 _JOURNAL_FORMAT = "[{extra[conn]}] {message}"
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _log_form(ch: str) -> str:
+    """The backslash escape of one unsafe character, as Python writes it."""
+    short = _SHORT_ESCAPES.get(ch)
+    if short is not None:
+        return short
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_record(record: Record) -> None:
+    """Escape the unsafe characters of a record's message and bound values (a loguru patcher).
+
+    Values that are not numbers, booleans or None are replaced by their
+    escaped text.
+    """
+    record["message"] = escape_unsafe(record["message"], _log_form)
+    extra = record["extra"]
+    for key, value in extra.items():
+        if not isinstance(value, int | float | None):
+            extra[key] = escape_unsafe(str(value), _log_form)
 
 
 def _is_journal_stream(stream: TextIO, journal_stream: str) -> bool:
@@ -90,7 +125,7 @@ def configure_logging(
     """
     stream = sys.stderr if stream is None else stream
     logger.remove()
-    logger.configure(extra={"conn": "-"})
+    logger.configure(extra={"conn": "-"}, patcher=escape_record)
     if running_under_systemd(stream, environ):
         logger.add(
             _journal_sink(stream),

@@ -11,12 +11,10 @@ be read but never acted on.
 
 from __future__ import annotations
 
-import re
-
-# Bidirectional embeddings, overrides and isolates, the marks, and the line and
-# paragraph separators (which some terminals treat as newlines).
-_FORMAT_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_SEPARATORS = "\u2028\u2029"
+# Which characters are unsafe is decided once, for every output, in warpd.controls.
+from warpd.controls import FORMAT_CONTROLS as _FORMAT_CONTROLS
+from warpd.controls import SEPARATORS as _SEPARATORS
+from warpd.controls import escape_unsafe
 
 
 def _build_table() -> dict[str, str]:
@@ -45,14 +43,9 @@ def visible_form(ch: str) -> str | None:
     return form
 
 
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f" + _FORMAT_CONTROLS + _SEPARATORS + "\ud800-\udfff]")
-
-
 def neutralise(text: str) -> str:
     """``text`` with every unsafe character replaced by its visible form (one line)."""
-    if _UNSAFE.search(text) is None:
-        return text
-    return _UNSAFE.sub(lambda m: visible_form(m.group()) or "", text)
+    return escape_unsafe(text, lambda ch: visible_form(ch) or "")
 
 
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
