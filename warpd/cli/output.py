@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, BinaryIO
+
+from warpd.controls import escape_unsafe
 
 __all__ = ["jsonl_writer", "sse_writer", "terminal_safe_json"]
 
@@ -32,15 +33,20 @@ def sse_writer(out: BinaryIO) -> Callable[[Any, bytes], None]:
     return write
 
 
-# JSON leaves DEL and the C1 controls (U+0080-U+009F) unescaped; some
-# terminals act on them, so they are escaped too before reaching one.
-_UNSAFE_IN_JSON = re.compile(rb"\x7f|\xc2[\x80-\x9f]")
+def _json_escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}"
 
 
 def terminal_safe_json(data: bytes) -> bytes:
-    """JSON bytes with every character a terminal could act on escaped as ``\\uXXXX``."""
-    if b"\x7f" not in data and b"\xc2" not in data:
+    """JSON bytes with every character a terminal could act on escaped as ``\\uXXXX``.
+
+    JSON itself escapes only the C0 controls; DEL, the C1 controls, the bidi
+    controls and the line and paragraph separators (:data:`warpd.controls.UNSAFE`)
+    would reach the terminal raw. Escaped, the JSON value is the same.
+    """
+    # Every unsafe character a JSON encoder leaves raw is DEL or beyond ASCII.
+    if data.isascii() and b"\x7f" not in data:
         return data
-    return _UNSAFE_IN_JSON.sub(
-        lambda m: b"\\u%04x" % ord(m.group().decode("utf-8")), data
-    )
+    text = data.decode("utf-8", "replace")
+    safe = escape_unsafe(text, _json_escape)
+    return data if safe is text else safe.encode()
