@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from pathlib import Path
+
+import pytest
 
 from tests.daemon import TIMEOUT_UNIT, Daemon
 from tests.delivery import FileSubscriber, wait_for, wait_for_subscribers
@@ -72,3 +75,64 @@ def test_a_replaced_socket_file_is_left_to_its_owner(short_tmp: Path) -> None:
         daemon.wait_for_log("was replaced by another socket")
     # Neither re-created over nor removed at exit.
     assert daemon.socket.read_text() == "not warpd's\n"
+
+
+# -- requests that are not WebSocket handshakes ---------------------------------------
+
+# Name -> (bytes sent, answer status). A peer that ends its side after the
+# bytes gets an answer too when they are not HTTP ("garbage, then end").
+NOT_WEBSOCKET = {
+    "plain POST /push": (
+        b"POST /push?session=x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 11\r\n\r\nhello world",
+        400,
+    ),
+    "chunked POST": (
+        b"POST /push HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
+    "garbage": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n", 400),
+    "garbage, then end": (b"hello there", 400),
+    "POST without a body": (b"POST /push HTTP/1.1\r\nHost: localhost\r\n\r\n", 405),
+    "plain GET": (b"GET /subscribe HTTP/1.1\r\nHost: localhost\r\n\r\n", 426),
+}
+
+
+def raw_request(daemon: Daemon, data: bytes, end: bool) -> bytes:
+    """Send ``data`` on a raw connection (then end our side if ``end``); the whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2 * TIMEOUT_UNIT)
+        sock.connect(str(daemon.socket))
+        sock.sendall(data)
+        if end:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("name", list(NOT_WEBSOCKET))
+def test_a_request_that_is_not_a_websocket_handshake_gets_a_4xx(
+    daemon: Daemon, name: str
+) -> None:
+    data, status = NOT_WEBSOCKET[name]
+    answer = raw_request(daemon, data, end=name.endswith("then end"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    lines = body.decode().splitlines()
+    assert lines and lines[0].strip(), answer
+    if status == 400:
+        assert body.decode() == (
+            "not a WebSocket handshake: warpd accepts WebSocket connections only "
+            "(GET /push, /subscribe or /status with Upgrade: websocket)\n"
+        )
+        daemon.wait_for_log("refused a request that is not a WebSocket handshake: 400")
+    # The daemon goes on serving.
+    assert daemon_pid(daemon) == daemon.process.pid
+
+
+def test_a_connection_closed_without_a_byte_gets_no_answer(daemon: Daemon) -> None:
+    assert raw_request(daemon, b"", end=True) == b""
+    assert "not a WebSocket handshake" not in daemon.log()

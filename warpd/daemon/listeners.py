@@ -4,7 +4,9 @@
 it) and serves it with websockets, every connection going to one handler.
 Before a WebSocket opens, its request path must name a route
 (:func:`check_route`); a TCP handshake must first pass the Host, Origin and
-token checks of :mod:`warpd.daemon.auth`. A Unix socket is created 0600 in a
+token checks of :mod:`warpd.daemon.auth`. A request that is not a WebSocket
+handshake at all gets a 4xx with a one-line reason (:class:`AnsweringConnection`),
+where websockets would close without a word. A Unix socket is created 0600 in a
 0700 directory of ours; TCP listens on loopback unless the config says
 otherwise, and off loopback without TLS only with a warning.
 
@@ -31,6 +33,7 @@ from typing import Any
 from loguru import logger
 from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve, unix_serve
+from websockets.exceptions import InvalidMessage
 from websockets.http11 import Request, Response
 
 from warpd import __version__
@@ -44,6 +47,7 @@ from warpd.tokens import load_or_create_token, validate_token
 
 __all__ = [
     "SOCKET_CHECK_PERIOD",
+    "AnsweringConnection",
     "Listeners",
     "TcpListener",
     "UnixSocketFile",
@@ -56,6 +60,48 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 # Seconds between checks that each Unix socket file is still there and ours.
 SOCKET_CHECK_PERIOD = 2.0
+
+
+# What a peer that did not send a WebSocket handshake is told.
+NOT_WEBSOCKET = (
+    "not a WebSocket handshake: warpd accepts WebSocket connections only "
+    "(GET /push, /subscribe or /status with Upgrade: websocket)\n"
+)
+
+
+class AnsweringConnection(ServerConnection):
+    """websockets' server connection, which also answers requests it cannot parse.
+
+    websockets half-closes without a response when the bytes received are not
+    an HTTP request it can parse — garbage, TLS to a plain port, a plain
+    ``POST /push`` with a body. A peer that sent anything then gets a
+    ``400 Bad Request`` whose body says why in one line; one that sent
+    nothing (a connect-and-close probe) gets nothing. Requests that parse
+    already get websockets' own 4xx (405 for another method, 426 without
+    ``Upgrade: websocket``), or the route's (404).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._received = False
+        self._answered = False
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        super().data_received(data)
+
+    def send_data(self) -> None:
+        # Called right after websockets has parsed what came in and queued its
+        # half-close: the answer must go out before it. (The protocol may
+        # already count as closed: the peer may have ended its side.)
+        failure = self.protocol.handshake_exc
+        if isinstance(failure, InvalidMessage) and self._received and not self._answered:
+            self._answered = True
+            response = self.protocol.reject(400, NOT_WEBSOCKET)
+            self.transport.write(response.serialize())
+            logger.info("refused a request that is not a WebSocket handshake: 400 {}",
+                        failure.__cause__ or failure)
+        super().send_data()
 
 
 class UnixSocketFile:
@@ -131,6 +177,7 @@ class Listeners:
             # dropped this long after, so dead peers go as soon as they're found.
             "close_timeout": min(10.0, limits.ping_interval),
             "server_header": f"warpd/{__version__}",
+            "create_connection": AnsweringConnection,
         }
         listening: list[Address] = []
         activated = systemd_listen_sockets()
