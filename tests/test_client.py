@@ -16,6 +16,7 @@ from tests.conftest import fixture_files
 from tests.daemon import Daemon
 from tests.test_openai_chat import PARALLEL_TOOLS, TEXT_WITH_USAGE
 from warpd.blocks import is_final
+from warpd.client import EXIT_STATUS, Outcome, provider_error, push_outcome
 from warpd.errors import DaemonUnavailable, PushRejected
 from warpd.ingest.convert import convert
 from warpd.protocol import BlocksMessage
@@ -89,6 +90,50 @@ def test_an_exception_in_the_block_aborts_the_stream(daemon: Daemon) -> None:
         sub.close()
     assert last["aborted"] and "model went away" in last["abort_reason"]
     assert last["blocks"][0]["text"] == "Hello "
+    # The stream object has the aborted final, as subscribers saw it.
+    assert s.final.aborted and s.final.seq == last["seq"]
+    assert s.outcome == Outcome.ABORTED and s.error is None
+
+
+# An Anthropic stream the provider cut off with an error event.
+OVERLOADED = [
+    {"type": "message_start", "message": {"model": "claude-test", "usage": {"input_tokens": 5}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+    {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+]
+
+
+def test_the_stream_says_how_it_ended(daemon: Daemon) -> None:
+    client = warpd.Client(daemon.address)
+    with client.stream() as s:
+        for event in sse_payloads(TEXT_WITH_USAGE):
+            s.push(event)
+    assert s.outcome == Outcome.OK and s.error is None
+    with client.stream() as s:
+        for event in OVERLOADED:
+            s.push(event)
+    assert s.outcome == Outcome.PROVIDER_ERROR
+    assert s.error is not None and s.error.code == "overloaded_error"
+    assert provider_error(s.final) == s.error
+    # The input ends before the provider's end marker: aborted.
+    with client.stream() as s:
+        for event in sse_payloads(TEXT_WITH_USAGE)[:2]:
+            s.push(event)
+    assert s.outcome == Outcome.ABORTED and s.final.aborted
+
+
+def test_push_outcome_takes_the_worst_stream() -> None:
+    ok = offline_final(TEXT_WITH_USAGE)
+    cut = offline_final(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n"
+                                 for e in sse_payloads(TEXT_WITH_USAGE)[:3]))
+    failed = offline_final(b"\n".join(json.dumps(e).encode() for e in OVERLOADED))
+    assert cut.aborted and failed.aborted
+    assert push_outcome([]) == Outcome.OK
+    assert push_outcome([ok, ok]) == Outcome.OK
+    assert push_outcome([ok, cut]) == Outcome.ABORTED
+    assert push_outcome([failed, cut, ok]) == Outcome.PROVIDER_ERROR
+    assert [EXIT_STATUS[o] for o in Outcome] == [4, 5, 0]
 
 
 def test_a_rejected_event_raises_with_the_daemons_reason(daemon: Daemon) -> None:

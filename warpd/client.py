@@ -19,12 +19,20 @@ the (last) stream once the daemon has completed it; errors raise
 :class:`~warpd.errors.PushRejected` (the daemon refused an event; its reason
 and frame number), :class:`~warpd.errors.DaemonUnavailable` (nothing
 listening) or :class:`~warpd.errors.ClientError`.
+
+A stream the daemon took can still have gone wrong upstream: the stream
+object's :attr:`~AsyncPushStream.outcome` says ``ok``, ``provider_error``
+(the provider reported an error in its stream, e.g. Anthropic's
+``overloaded_error``; :attr:`~AsyncPushStream.error` has it) or ``aborted``
+(cut off before its provider ended it) — the distinctions ``warpd push``
+makes with its exit status (:data:`EXIT_STATUS`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import threading
 from collections.abc import AsyncIterable, Coroutine, Iterable
 from types import TracebackType
@@ -43,12 +51,52 @@ from warpd.ingest.framing import AutoFramer
 from warpd.protocol import (
     BlocksMessage,
     EndMessage,
+    ErrorInfo,
     ErrorMessage,
     decode_server_message,
     encode_control,
 )
 
 T = TypeVar("T")
+
+# How long leaving a ``with`` block by an exception waits for the daemon to
+# send back the aborted stream's final message.
+ABORT_REPLY_SECONDS = 5.0
+
+
+class Outcome(enum.StrEnum):
+    """How the streams of a push ended, worst first: see :func:`push_outcome`."""
+
+    PROVIDER_ERROR = "provider_error"
+    ABORTED = "aborted"
+    OK = "ok"
+
+
+# ``warpd push``'s exit status for each outcome (README, "Exit status").
+EXIT_STATUS: dict[Outcome, int] = {Outcome.OK: 0, Outcome.PROVIDER_ERROR: 4, Outcome.ABORTED: 5}
+
+
+def provider_error(final: BlocksMessage) -> ErrorInfo | None:
+    """The first error a provider reported in a stream (its ``error`` block's), or None."""
+    for block in final.blocks:
+        if block.error is not None and block.error.source == "provider":
+            return block.error
+    return None
+
+
+def push_outcome(finals: Iterable[BlocksMessage]) -> Outcome:
+    """The worst of the streams' outcomes: ``provider_error`` if any carries a provider's
+    error (such a stream is usually aborted too), else ``aborted`` if any was cut off
+    before its provider ended it (the input ended early, the producer gave up, the
+    daemon shut down), else ``ok``. No stream at all is ``ok``.
+    """
+    worst = Outcome.OK
+    for final in finals:
+        if provider_error(final) is not None:
+            return Outcome.PROVIDER_ERROR
+        if final.aborted:
+            worst = Outcome.ABORTED
+    return worst
 
 _json = msgspec.json.Encoder()
 
@@ -117,7 +165,9 @@ class AsyncPushStream:
     Call :meth:`push` for each event. Leaving the block normally completes
     the stream (``final`` then holds its final message, ``finals`` those of
     every stream pushed); leaving it by an exception aborts the stream with
-    that exception as the reason.
+    that exception as the reason (``final`` is then the aborted message,
+    once the daemon has sent it back). :attr:`outcome` and :attr:`error`
+    say how the streams ended.
     """
 
     def __init__(self, address: Address, session: str, format: str) -> None:
@@ -136,6 +186,16 @@ class AsyncPushStream:
         if not self.finals:
             raise ClientError("no stream has completed on this connection")
         return self.finals[-1]
+
+    @property
+    def outcome(self) -> Outcome:
+        """``ok``, ``provider_error`` or ``aborted``: see :func:`push_outcome`."""
+        return push_outcome(self.finals)
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        """The first error a provider reported in the streams pushed, if any."""
+        return next((e for f in self.finals if (e := provider_error(f)) is not None), None)
 
     async def __aenter__(self) -> AsyncPushStream:
         query = urlencode({"session": self.session, "format": self.format})
@@ -156,6 +216,13 @@ class AsyncPushStream:
             if exc is not None:
                 reason = f"producer failed: {type(exc).__name__}: {exc}"[:500]
                 await self._send(encode_control("abort", reason), swallow=True)
+                # The daemon answers the abort with the aborted final and the
+                # end with its ``end``: wait for them (briefly) so ``final``
+                # holds what subscribers saw. The exception is what propagates.
+                await self._send(encode_control("end"), swallow=True)
+                await asyncio.wait([self._replies], timeout=ABORT_REPLY_SECONDS)
+                if self._replies.done() and not self._replies.cancelled():
+                    self._replies.exception()  # retrieved: an error here is not news
                 return
             for frame in self._frames.close():
                 await self._send(frame)
@@ -276,6 +343,14 @@ class PushStream:
     @property
     def finals(self) -> list[BlocksMessage]:
         return self._stream.finals
+
+    @property
+    def outcome(self) -> Outcome:
+        return self._stream.outcome
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self._stream.error
 
     def __enter__(self) -> PushStream:
         self._loop = _LoopThread()
