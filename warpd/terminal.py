@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from warpd.render import TerminalRenderer
@@ -42,16 +44,20 @@ class PrettyOutput:
 
     Use as an async context manager around the subscription; call
     :meth:`write` for each message. Leaving the context removes the live
-    tail and restores the SIGWINCH handler.
+    tail and restores the SIGWINCH handler. ``clock`` (Unix time) is the
+    renderer's: ``warpd play`` gives the recording's.
     """
 
-    def __init__(self, out: BinaryIO, *, no_color: bool = False) -> None:
+    def __init__(
+        self, out: BinaryIO, *, no_color: bool = False, clock: Callable[[], float] = time.time
+    ) -> None:
         self._out = out
         self._fd = out.fileno()
         self.is_terminal = os.isatty(self._fd)
         size = terminal_size(self._fd)
         self.renderer = TerminalRenderer(
-            size.columns, size.lines, color=not no_color, plain=not self.is_terminal
+            size.columns, size.lines, color=not no_color, plain=not self.is_terminal,
+            clock=clock,
         )
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,6 +87,10 @@ class PrettyOutput:
     def note(self, text: str) -> None:
         """Show a line of the subscriber's own (reconnected, resume failed) in the output."""
         self._emit(self.renderer.note(text))
+
+    def waiting(self, text: str | None) -> None:
+        """Show ``text`` as the status line until the first stream (None: remove it)."""
+        self._emit(self.renderer.waiting(text))
 
     def _emit(self, data: bytes) -> None:
         if data:

@@ -81,6 +81,8 @@ class TerminalRenderer:
         self._frame = 0
         self._closed = False
         self._epoch: str | None = None
+        # A status line of the subscriber's own while no stream is live.
+        self._waiting: str | None = None
 
     @property
     def width(self) -> int:
@@ -99,6 +101,7 @@ class TerminalRenderer:
         self._now = self._clock()
         extra: list[str] = []
         if isinstance(message, StreamMessage):
+            self._waiting = None
             stream = message.stream
             if stream in self._finished:
                 return b""
@@ -135,6 +138,17 @@ class TerminalRenderer:
         self._now = self._clock()
         row = encode_row([(neutralise(text), Style(ITALIC, GREY))], self.mode)
         return self._paint([row], self._tail() if self.mode is not Mode.PLAIN else [])
+
+    def waiting(self, text: str | None) -> bytes:
+        """Show ``text`` as the status line until a stream arrives (None: remove it).
+
+        For the subscriber's "waiting for streams" line: it is part of the live
+        tail, never committed, and the first stream message replaces it.
+        """
+        if self._closed:
+            return b""
+        self._waiting = text
+        return self._update([])
 
     def resize(self, width: int, height: int) -> bytes:
         """The terminal is now ``width`` x ``height``: repaint the tail at that size.
@@ -192,7 +206,10 @@ class TerminalRenderer:
 
     def _tail(self) -> list[Row]:
         if not self._streams:
-            return []
+            if self._waiting is None:
+                return []
+            row: Row = [(neutralise(self._waiting), Style(ITALIC, GREY))]
+            return [clip_row(row, self._layout.width)]
         limit = max(1, min(self._max_tail, self._height - 1))
         views = list(self._streams.values())
         status: list[Row] = [
