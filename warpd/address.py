@@ -56,10 +56,21 @@ def parse_address(text: str) -> Address:
         if not parts.hostname or port is None or parts.path not in ("", "/"):
             raise ConfigError(f"address {text!r}: expected ws://HOST:PORT, e.g. ws://127.0.0.1:8765")
         return Address("tcp", host=parts.hostname, port=port, tls=parts.scheme == "wss")
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.isalnum():
+        # http://, tcp://…: the user means TCP, but warpd speaks WebSocket.
+        tls = scheme.lower() in ("https", "tls", "ssl")
+        host_port = rest.split("/", 1)[0] or "HOST:PORT"
+        raise ConfigError(
+            f"address {text!r}: warpd listens and connects over WebSocket: "
+            f"use {'wss' if tls else 'ws'}://{host_port} (TCP), or unix:PATH"
+        )
     if "/" in text or text.endswith(".sock"):
         return Address("unix", path=os.path.expanduser(text))
+    hint = f" (for TCP: ws://{text})" if ":" in text else ""
     raise ConfigError(
-        f"cannot understand address {text!r}: use unix:PATH, a socket path, or ws://HOST:PORT"
+        f"cannot understand address {text!r}: use unix:PATH, a socket path, "
+        f"or ws://HOST:PORT{hint}"
     )
 
 

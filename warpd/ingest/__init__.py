@@ -60,7 +60,7 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
     known = ", ".join(name for name, decoder in DECODERS.items() if not decoder.raw)
     raise InputError(
         f"cannot tell the stream's format from its first event (tried {known}); "
-        f"pass --format: the event starts {preview(payload)}"
+        f"name the format when pushing: the event starts {preview(payload)}"
     )
 
 
