@@ -59,8 +59,8 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
                 return decoder
     known = ", ".join(name for name, decoder in DECODERS.items() if not decoder.raw)
     raise InputError(
-        f"cannot tell the stream's format from its first event (tried {known}); "
-        f"name the format when pushing: the event starts {preview(payload)}"
+        f"cannot tell the stream's format from its first event (tried {known}): "
+        f"say which it is; the event starts {preview(payload)}"
     )
 
 
