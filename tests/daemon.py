@@ -26,6 +26,13 @@ TIMEOUT_UNIT = float(os.environ.get("WARPD_TEST_TIMEOUT_SCALE", "1")) * 5.0
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (\S+)")
+# The receive time `warpd subscribe --output jsonl` adds as the last field of each line.
+RECEIVED = re.compile(rb',"received":([0-9.]+)}$')
+
+
+def wire_line(line: bytes) -> bytes:
+    """A `warpd subscribe --output jsonl` line without its "received" field: the wire bytes."""
+    return RECEIVED.sub(b"}", line)
 
 
 def warpd_command(*args: str) -> list[str]:
@@ -196,7 +203,10 @@ class Subscriber:
         )
         assert self.process.stdout is not None
         self.stdout: IO[bytes] = self.process.stdout
+        # Each line as the daemon sent it (without the "received" field), and
+        # when the subscriber received it (Unix time, from that field).
         self.lines: list[bytes] = []
+        self.received: list[float] = []
         self._buffer = b""
         hello = self.read_message()
         assert hello["type"] == "hello", hello
@@ -216,6 +226,10 @@ class Subscriber:
                 raise AssertionError(f"warpd subscribe ended: {err}")
             self._buffer += data
         line, _, self._buffer = self._buffer.partition(b"\n")
+        stamp = RECEIVED.search(line)
+        assert stamp is not None, f"no receive time at the end of {line[-80:]!r}"
+        self.received.append(float(stamp.group(1)))
+        line = line[: stamp.start()] + b"}"
         self.lines.append(line)
         message: dict[str, Any] = msgspec.json.decode(line)
         return message

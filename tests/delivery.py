@@ -20,7 +20,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.daemon import TIMEOUT_UNIT, Daemon, warpd_command
+from tests.daemon import TIMEOUT_UNIT, Daemon, warpd_command, wire_line
 
 _HEAD = {"id": "chatcmpl-big", "object": "chat.completion.chunk", "model": "gpt-big"}
 
@@ -108,12 +108,12 @@ class FileSubscriber:
         )
 
     def last_line(self) -> bytes:
-        """The last complete line written so far (b"" if none)."""
+        """The last complete line written so far, as the daemon sent it (b"" if none)."""
         with self.path.open("rb") as f:
             data = f.read()
         if not data.endswith(b"\n"):
             data = data[: data.rfind(b"\n") + 1]
-        return data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1] if data else b""
+        return wire_line(data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]) if data else b""
 
     def has_final(self, count: int = 1) -> bool:
         if count == 1:
@@ -125,7 +125,7 @@ class FileSubscriber:
 
     def messages(self) -> list[dict[str, Any]]:
         data = self.path.read_bytes()
-        return [msgspec.json.decode(line) for line in data.split(b"\n")[:-1]]
+        return [msgspec.json.decode(wire_line(line)) for line in data.split(b"\n")[:-1]]
 
     def stderr(self) -> str:
         return self._err_path.read_text(errors="replace")

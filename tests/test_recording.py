@@ -23,14 +23,14 @@ from warpd.recording import (
 
 
 def delays(records: list[tuple[float | None, str]], **options: float) -> list[float]:
-    return [round(d, 6) for d, _ in pace(records, **options)]
+    return [round(d, 6) for d, _, _ in pace(records, **options)]
 
 
 def test_recorded_gaps_are_kept_and_divided_by_speed() -> None:
     records = [(100.0, "a"), (100.5, "b"), (101.25, "c")]
     assert delays(records) == [0.0, 0.5, 0.75]
     assert delays(records, speed=2) == [0.0, 0.25, 0.375]
-    assert [item for _, item in pace(records)] == ["a", "b", "c"]
+    assert [(t, item) for _, t, item in pace(records)] == records
 
 
 def test_unknown_times_go_at_a_steady_rate() -> None:

@@ -25,7 +25,7 @@ object's :attr:`~AsyncPushStream.outcome` says ``ok``, ``provider_error``
 (the provider reported an error in its stream, e.g. Anthropic's
 ``overloaded_error``; :attr:`~AsyncPushStream.error` has it) or ``aborted``
 (cut off before its provider ended it) — the distinctions ``warpd push``
-makes with its exit status (:data:`EXIT_STATUS`).
+makes with its exit status.
 """
 
 from __future__ import annotations
@@ -71,9 +71,6 @@ class Outcome(enum.StrEnum):
     ABORTED = "aborted"
     OK = "ok"
 
-
-# ``warpd push``'s exit status for each outcome (README, "Exit status").
-EXIT_STATUS: dict[Outcome, int] = {Outcome.OK: 0, Outcome.PROVIDER_ERROR: 4, Outcome.ABORTED: 5}
 
 
 def provider_error(final: BlocksMessage) -> ErrorInfo | None:

@@ -14,8 +14,8 @@ A recording is one of:
 
 Either way the reader turns bytes into *records*: ``(time, item)`` pairs whose
 ``time`` is the Unix time the item was sent or received, or None when the
-recording does not say. :func:`pace` turns records into ``(delay, item)``
-pairs — how long to wait before showing or sending each item — and
+recording does not say. :func:`pace` adds to each record how long to wait
+before showing or sending its item, and
 :class:`PlaybackClock` gives the renderer the recording's time of day.
 Nothing here sleeps, reads or writes: the commands are loops around it.
 """
@@ -60,8 +60,8 @@ def pace(
     speed: float = 1.0,
     steady: float = STEADY_SECONDS,
     max_gap: float = MAX_GAP_SECONDS,
-) -> Iterator[tuple[float, T]]:
-    """Yield ``(delay, item)``: seconds to wait before each item, then the item.
+) -> Iterator[tuple[float, float | None, T]]:
+    """Yield ``(delay, time, item)`` for each record: seconds to wait before the item.
 
     Between two items whose times are both known the delay is their recorded
     gap divided by ``speed`` (a clock that went backwards counts as no gap);
@@ -82,7 +82,7 @@ def pace(
         else:
             delay = steady / speed
         previous = recorded
-        yield min(delay, max_gap), item
+        yield min(delay, max_gap), recorded, item
 
 
 class PlaybackClock:

@@ -15,20 +15,37 @@ from warpd.protocol import encode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", type=Path, help="input file (default: stdin)")
-    parser.add_argument("--format", default="auto", choices=FORMATS)
-    parser.add_argument("--session", default="default")
+    parser.description = (
+        "Decode a recorded provider stream with no daemon and print the block messages "
+        "a daemon would publish for it, one JSON object per line."
+    )
+    parser.add_argument(
+        "file", nargs="?", type=Path,
+        help="the recording: SSE, JSON lines or plain text (default: stdin)",
+    )
+    parser.add_argument(
+        "--format", default="auto", choices=FORMATS,
+        help="the provider format (default: auto, detected from the first event)",
+    )
+    parser.add_argument(
+        "--session", default="default",
+        help="session name for the messages and their stream ids (default: default)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
+    written = 0
     with open_input(args.file) as stream:
         try:
             for message in convert(read_chunks(stream), format=args.format, session=args.session):
                 out.write(terminal_safe_json(encode(message)) + b"\n")
+                written += 1
         except InputError as exc:
             out.flush()
             raise UserError(str(exc)) from None
     out.flush()
+    if not written:
+        raise UserError("no stream in the input")
     return 0

@@ -17,7 +17,14 @@ import os
 import sys
 
 from warpd import __version__
-from warpd.errors import WarpdError
+from warpd.errors import DaemonUnavailable, WarpdError
+
+# Exit statuses every command shares (README, "Exit status"); `warpd push`
+# adds its own for how the stream ended (warpd/cli/push.py).
+EXIT_ERROR = 1  # a warpd error: bad input, an unreadable file, a refusal
+EXIT_USAGE = 2  # bad options or arguments (argparse's own status)
+EXIT_NO_DAEMON = 3  # no daemon answered at the address
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 # Command -> its module in warpd.cli and its line in `warpd --help`.
 COMMANDS = {
@@ -25,6 +32,8 @@ COMMANDS = {
     "push": ("push", "push a provider stream (FILE or stdin) to the daemon"),
     "subscribe": ("subscribe", "print a session's block messages live"),
     "convert": ("convert", "decode a recorded stream offline and print its block messages"),
+    "play": ("play", "render a recording (a stream or a subscribe capture) here, no daemon"),
+    "demo": ("demo", "push example streams to a session, to watch with warpd subscribe"),
     "status": ("status", "show the daemon's sessions and subscribers"),
     "service": ("service", "install or remove the systemd user units"),
 }
@@ -34,22 +43,27 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``warpd`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Said by the command's own parser, so its usage is what is shown
+        # (the top-level parser would show `warpd COMMAND ...`).
+        command_parser = getattr(args, "parser", parser)
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         status: int = args.run(args)
         return status
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our stdout went away (e.g. `| head`): not an error.
         _silence_stdout()
         return 0
     except WarpdError as exc:
         print(f"warpd {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_NO_DAEMON if isinstance(exc, DaemonUnavailable) else EXIT_ERROR
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -65,6 +79,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         if name == chosen:
             importlib.import_module(f"warpd.cli.{module}").add_arguments(command)
+            command.set_defaults(parser=command)
     return parser
 
 

@@ -10,11 +10,23 @@ from warpd.controls import escape_unsafe
 __all__ = ["jsonl_writer", "sse_writer", "terminal_safe_json"]
 
 
-def jsonl_writer(out: BinaryIO) -> Callable[[Any, bytes], None]:
-    """``write(message, data)``: the message's JSON bytes ``data`` as one line."""
+def jsonl_writer(
+    out: BinaryIO, *, received: Callable[[], float] | None = None
+) -> Callable[[Any, bytes], None]:
+    """``write(message, data)``: the message's JSON bytes ``data`` as one line.
+
+    With ``received`` (a clock giving Unix time), each line also gets the
+    field ``"received": SECONDS`` — when the message arrived, so that
+    ``warpd play`` can replay a capture at its pace (docs/protocol.md,
+    "Captures"). It is added here, not sent by the daemon: the wire message
+    is the line without it.
+    """
 
     def write(message: Any, data: bytes) -> None:
-        out.write(terminal_safe_json(data) + b"\n")
+        line = terminal_safe_json(data)
+        if received is not None and line.endswith(b"}"):
+            line = line[:-1] + b',"received":%.6f}' % received()
+        out.write(line + b"\n")
         out.flush()
 
     return write

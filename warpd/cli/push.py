@@ -1,4 +1,8 @@
-"""``warpd push``: push a provider stream (a file or stdin) to the daemon, as it arrives."""
+"""``warpd push``: push a provider stream (a file or stdin) to the daemon, as it arrives.
+
+Its exit status says how the stream ended, so that ``curl … | warpd push &&
+next`` can tell (:data:`EXIT_STATUS`, and :data:`EPILOG` for the whole table).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from warpd.address import Address, client_address
 from warpd.cli.input import InputPump, open_input
 from warpd.cli.options import add_connect_argument
+from warpd.client import Outcome, provider_error, push_outcome
 from warpd.connection import connect
-from warpd.errors import InputError, PushRejected
+from warpd.errors import InputError, PushRejected, UserError, WarpdError
 from warpd.ingest import FORMATS, detect_format
 from warpd.ingest.convert import framing_for
 from warpd.ingest.framing import AutoFramer, FramedEvent, make_framer
@@ -29,20 +34,51 @@ from warpd.protocol import (
     encode_control,
 )
 
+# The exit status for how the pushed stream(s) ended (the worst of them).
+EXIT_STATUS: dict[Outcome, int] = {Outcome.OK: 0, Outcome.PROVIDER_ERROR: 4, Outcome.ABORTED: 5}
+
+EPILOG = """\
+exit status:
+  0    every stream completed as its provider ended it
+  1    warpd error: the daemon refused the input (not a stream it can decode,
+       over a limit), no stream in the input, a file that cannot be read
+  2    usage error: a bad option or argument
+  3    no daemon is running at the address
+  4    the provider reported an error in the stream (e.g. Anthropic's
+       overloaded_error): it is shown as an error block
+  5    the stream was cut off before its provider ended it (the input ended
+       early, the daemon shut down): it completed as aborted
+  130  interrupted (Ctrl-C)
+with --no-fail the status is 0 whatever happened (except usage errors); the
+message is still printed."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("file", nargs="?", type=Path, help="input file (default: stdin)")
     parser.add_argument("--session", default="default", help="session to push to")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="upstream format")
     add_connect_argument(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="say what is happening")
+    parser.add_argument(
+        "--no-fail", action="store_true",
+        help="exit 0 even when the stream or warpd failed (for pipelines that must go on)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    address = client_address(args.connect)
-    with open_input(args.file) as stream:
-        return asyncio.run(_push(args, address, stream))
+    try:
+        address = client_address(args.connect)
+        with open_input(args.file) as stream:
+            status = asyncio.run(_push(args, address, stream))
+    except WarpdError as exc:
+        if not args.no_fail:
+            raise
+        print(f"warpd push: {exc}", file=sys.stderr)
+        return 0
+    return 0 if args.no_fail else status
 
 
 async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) -> int:
@@ -72,7 +108,8 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
     # The input line of each frame, so the daemon's frame numbers can be
     # reported as lines of the user's file.
     lines: list[int] = []
-    replies = asyncio.ensure_future(_push_replies(ws, verbose))
+    finals: list[BlocksMessage] = []
+    replies = asyncio.ensure_future(_push_replies(ws, finals, verbose))
     try:
         while True:
             for event in pending:
@@ -105,8 +142,10 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
         raise PushRejected(where + exc.message, frame=exc.frame) from None
     finally:
         await ws.close()
+    if not end.streams:
+        raise UserError("no stream in the input")
     verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
-    return 0
+    return EXIT_STATUS[push_outcome(finals)]
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
@@ -116,12 +155,24 @@ def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
         pass  # the daemon will say so, with the frame number
 
 
-async def _push_replies(ws: ClientConnection, verbose: Callable[..., None]) -> EndMessage:
-    """Read the daemon's replies until its ``end``; raise PushRejected on an error."""
+async def _push_replies(
+    ws: ClientConnection, finals: list[BlocksMessage], verbose: Callable[..., None]
+) -> EndMessage:
+    """Read the daemon's replies until its ``end``, collecting the streams' ``finals``.
+
+    Raises PushRejected when the daemon refused the input.
+    """
     try:
         async for frame in ws:
             message = decode_server_message(frame)
+            if isinstance(message, BlocksMessage):
+                finals.append(message)
             match message:
+                case BlocksMessage() if (error := provider_error(message)) is not None:
+                    code = f"{error.code}: " if error.code else ""
+                    # The provider failed: worth a line even without -v.
+                    print(f"warpd push: stream {message.stream}: the provider reported an "
+                          f"error: {code}{error.message}", file=sys.stderr)
                 case BlocksMessage() if message.aborted:
                     # Delivered, but cut short: worth a line even without -v.
                     print(f"warpd push: stream {message.stream} completed as aborted: "

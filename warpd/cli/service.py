@@ -144,6 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("uninstall", "remove the units and their enablement links"),
     ):
         sub = actions.add_parser(action, help=text, description=text)
+        sub.set_defaults(parser=sub)  # a typo is answered with this usage
         sub.add_argument(
             "--user",
             action="store_true",

@@ -1,5 +1,7 @@
 """``warpd subscribe``: follow sessions live — rendered, or as JSON lines or SSE.
 
+A daemon that is not up yet is waited for (``--no-wait`` fails instead);
+until the first stream a "waiting for streams" line says it is connected.
 It reconnects when the connection drops and resumes where it stood (the
 daemon's epoch and the last seq per session).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -26,8 +29,14 @@ from warpd.protocol import (
     HelloMessage,
     ResyncMessage,
     SnapshotMessage,
+    StreamMessage,
     decode_server_message,
 )
+
+# Retry delays while the daemon is down: short at first, so a daemon that
+# starts is found at once, then no busier than this.
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--replay", type=int, default=0, metavar="N",
                         help="first show the last N completed streams")
+    parser.add_argument(
+        "--no-wait", action="store_true",
+        help="fail at once when no daemon is running (default: wait for one)",
+    )
     add_connect_argument(parser)
     parser.set_defaults(run=run)
 
@@ -81,18 +94,35 @@ async def _subscribe(args: argparse.Namespace, address: Address, sessions: list[
     out = sys.stdout.buffer
     output = args.output or ("pretty" if out.isatty() else "jsonl")
     if output != "pretty":
-        write = sse_writer(out) if output == "sse" else jsonl_writer(out)
-        return await _subscription(args, address, sessions, write, _note_on_stderr)
+        # jsonl lines carry their receive time, for `warpd play`.
+        write = sse_writer(out) if output == "sse" else jsonl_writer(out, received=time.time)
+        return await _subscription(
+            args, address, sessions, write, _note_on_stderr, _waiting_on_stderr
+        )
     # The renderer (and wcwidth) only for pretty output.
     from warpd.terminal import PrettyOutput, no_color_requested
 
     async with PrettyOutput(out, no_color=no_color_requested(args.no_color)) as pretty:
         # Our own lines go through the renderer, above its live tail.
-        return await _subscription(args, address, sessions, pretty.write, pretty.note)
+        return await _subscription(
+            args, address, sessions, pretty.write, pretty.note, pretty.waiting
+        )
 
 
 def _note_on_stderr(text: str) -> None:
     print(f"warpd subscribe: {text}", file=sys.stderr)
+
+
+def _waiting_on_stderr(text: str | None) -> None:
+    if text is not None:
+        _note_on_stderr(text)
+
+
+def waiting_text(sessions: list[str]) -> str:
+    """The line shown until the first stream: which sessions are being followed."""
+    if "*" in sessions:
+        return "waiting for streams on any session"
+    return "waiting for streams on " + ", ".join(repr(s) for s in sessions)
 
 
 async def _subscription(
@@ -101,32 +131,51 @@ async def _subscription(
     sessions: list[str],
     write: Callable[[Any, bytes], None],
     note: Callable[[str], None],
+    waiting: Callable[[str | None], None],
 ) -> int:
-    """Follow ``sessions``, reconnecting and resuming; ``note`` shows our own status lines."""
+    """Follow ``sessions``, reconnecting and resuming.
+
+    ``note`` shows a line of our own (reconnected…); ``waiting`` shows the
+    "waiting for streams" line until the first stream (None takes it away).
+    """
     resume = _Resume()
-    delay = 0.1
+    delay = FIRST_RETRY_SECONDS
     connected_once = False
+    said_waiting = False
+    streams_seen = False
     while True:
         try:
             ws = await connect(address, f"/subscribe?{resume.query(sessions, args.replay)}")
         except DaemonUnavailable:
-            if not connected_once:
+            if not connected_once and args.no_wait:
                 raise
+            if not connected_once and not said_waiting:
+                # Once, on stderr: nothing of the renderer's is on screen yet.
+                _note_on_stderr(f"no daemon at {address} yet; waiting for one "
+                                "(start it with `warpd serve`; --no-wait to fail instead)")
+                said_waiting = True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_RETRY_SECONDS if not connected_once else 5.0)
             continue
         if connected_once:
             note("reconnected")
+        elif said_waiting:
+            _note_on_stderr(f"connected to {address}")
         connected_once = True
-        delay = 0.1
+        delay = FIRST_RETRY_SECONDS
         try:
             while True:
                 # The raw bytes: written out as they are, not decoded and re-encoded.
                 data = await ws.recv(decode=False)
                 message = decode_server_message(data)
                 write(message, data)
+                if not streams_seen and isinstance(message, StreamMessage):
+                    streams_seen = True
+                    waiting(None)
                 match message:
                     case HelloMessage():
+                        if not streams_seen and resume.epoch is None:
+                            waiting(waiting_text(sessions))
                         if message.epoch != resume.epoch:
                             # Seq numbers of another epoch mean nothing here.
                             resume.seq = {}

@@ -1,0 +1,101 @@
+"""``warpd play FILE``: render a recording in this terminal, at its pace, with no daemon.
+
+A recording is an upstream stream (any format ``warpd convert`` reads) or a
+``warpd subscribe --output jsonl`` capture (warpd/recording.py). It is shown
+exactly as ``warpd subscribe`` would show it live: the same renderer, the
+same terminal handling (warpd/terminal.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from warpd.cli.input import open_input, read_chunks
+from warpd.errors import InputError, UserError
+from warpd.ingest import FORMATS
+from warpd.recording import (
+    MAX_GAP_SECONDS,
+    STEADY_SECONDS,
+    PlaybackClock,
+    RecordingReader,
+    pace,
+    read_records,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Render a recording as `warpd subscribe` would show it live, with no daemon: "
+        "an upstream stream (any format `warpd convert` reads) or a capture made by "
+        "`warpd subscribe --output jsonl`."
+    )
+    parser.epilog = (
+        f"Pace: the recorded one where the recording has times (captures' `received`, "
+        f"Ollama's `created_at`), else one event every {STEADY_SECONDS * 1000:.0f} ms; "
+        f"pauses over {MAX_GAP_SECONDS:.0f} s are shortened. Output that is not a "
+        "terminal is plain text, written at once."
+    )
+    parser.add_argument("file", nargs="?", type=Path, help="the recording (default: stdin)")
+    parser.add_argument(
+        "--speed", type=speed_factor, default=1.0, metavar="X",
+        help="play X times as fast (default 1; 0.5 is half speed)",
+    )
+    parser.add_argument(
+        "--format", default="auto", choices=(*FORMATS, "capture"),
+        help="what the recording is (default: auto-detected; capture = subscribe --output jsonl)",
+    )
+    parser.add_argument(
+        "--session", default="default",
+        help="session name shown for an upstream stream (default: default)",
+    )
+    parser.add_argument(
+        "--no-color", action="store_true", help="render without colours (also NO_COLOR)"
+    )
+    parser.set_defaults(run=run)
+
+
+def speed_factor(text: str) -> float:
+    """``--speed``'s value: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 2 or 0.5)")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_input(args.file) as stream:
+        return asyncio.run(_play(args, stream))
+
+
+async def _play(args: argparse.Namespace, stream: BinaryIO) -> int:
+    # The renderer (and wcwidth) only for the command that renders.
+    from warpd.terminal import PrettyOutput, no_color_requested
+
+    out = sys.stdout.buffer
+    reader = RecordingReader(args.format, session=args.session)
+    clock = PlaybackClock(args.speed)
+    shown = 0
+    async with PrettyOutput(
+        out, no_color=no_color_requested(args.no_color), clock=clock.now
+    ) as pretty:
+        records = read_records(read_chunks(stream), reader)
+        try:
+            for delay, recorded, message in pace(records, speed=args.speed):
+                if delay and pretty.is_terminal:
+                    await asyncio.sleep(delay)
+                clock.shown(recorded, getattr(message, "created", None))
+                pretty.write(message)
+                shown += 1
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+    if not shown:
+        raise UserError("no stream in the input")
+    return 0
