@@ -167,6 +167,17 @@ class StatusMessage(msgspec.Struct, tag="status", tag_field="type", omit_default
     broker: dict[str, Any] | None = None
 
 
+class ReloadMessage(msgspec.Struct, tag="reload", tag_field="type", omit_defaults=True):
+    """The daemon's answer on ``/reload``: whether the configuration was re-read.
+
+    ``message`` says from where, or why not (the old configuration is kept).
+    """
+
+    ok: bool
+    message: str
+    pid: int = 0
+
+
 ServerMessage = (
     BlocksMessage
     | SnapshotMessage
@@ -175,6 +186,7 @@ ServerMessage = (
     | ErrorMessage
     | EndMessage
     | StatusMessage
+    | ReloadMessage
 )
 
 

@@ -35,6 +35,7 @@ COMMANDS = {
     "play": ("play", "render a recording (a stream or a subscribe capture) here, no daemon"),
     "demo": ("demo", "push example streams to a session, to watch with warpd subscribe"),
     "status": ("status", "show the daemon's sessions and subscribers"),
+    "reload": ("reload", "ask the running daemon to re-read its configuration"),
     "service": ("service", "install or remove the systemd user units"),
 }
 

@@ -169,7 +169,8 @@ async def _push_replies(
                 finals.append(message)
             match message:
                 case BlocksMessage() if (error := provider_error(message)) is not None:
-                    code = f"{error.code}: " if error.code else ""
+                    named = not error.code or error.code in error.message
+                    code = "" if named else f"{error.code}: "
                     # The provider failed: worth a line even without -v.
                     print(f"warpd push: stream {message.stream}: the provider reported an "
                           f"error: {code}{error.message}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -28,6 +29,7 @@ __all__ = [
     "systemd_quote",
     "uninstall_units",
     "unit_template",
+    "user_manager_running",
     "user_unit_dir",
     "warpd_command",
 ]
@@ -60,6 +62,31 @@ def warpd_command() -> list[str]:
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
     return [str(python), "-m", "warpd"]
+
+
+def user_manager_running(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this user's systemd manager runs here: ``systemctl --user`` needs it.
+
+    Told by its private socket, ``$XDG_RUNTIME_DIR/systemd/private``, which
+    ``systemctl --user`` connects to; a container, or a login without
+    ``pam_systemd``, has none.
+    """
+    env = os.environ if environ is None else environ
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        return False
+    try:
+        return stat.S_ISSOCK(os.stat(Path(runtime) / "systemd" / "private").st_mode)
+    except OSError:
+        return False
+
+
+NO_USER_MANAGER = """\
+Note: no systemd user manager is running for you here (no
+$XDG_RUNTIME_DIR/systemd/private), so the systemctl --user commands above will
+fail. Either start one that outlives your logins, then log in again:
+  loginctl enable-linger $USER
+or do without systemd: run `warpd serve` (in a terminal, or tmux)."""
 
 
 def systemd_quote(argument: str) -> str:
@@ -170,6 +197,8 @@ def run_service_command(args: argparse.Namespace) -> int:
             "  systemctl --user enable --now warpd.socket\n"
             "(after an upgrade: systemctl --user restart warpd.service)"
         )
+        if not user_manager_running():
+            print("\n" + NO_USER_MANAGER)
         return 0
     removed = uninstall_units(directory)
     for path in removed:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(encode(status) + b"\n")
         return 0
     print(f"warpd {status.version} pid {status.pid}, up {status.uptime:.0f}s, "
-          f"epoch {status.epoch}, listening on {', '.join(status.listen)}")
+          f"listening on {', '.join(status.listen)}")
     broker = status.broker
     if broker:
         problem = f", last error: {broker['last_error']}" if broker.get("last_error") else ""

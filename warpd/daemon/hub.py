@@ -269,10 +269,8 @@ class Hub:
         resume_failed: str | None = None
         same_epoch = epoch == self.epoch
         if since is not None and not same_epoch:
-            resume_failed = (
-                f"epoch {epoch or '(none)'} is not the daemon's ({self.epoch}): "
-                "the daemon restarted and its history is gone"
-            )
+            # In the user's words: a different epoch means a restart.
+            resume_failed = "the daemon restarted; history before it is gone"
         plan: list[tuple[Session, int | None]] = []
         for session in sessions:
             after = None if since is None else since.get(session.name, since.get("*"))
@@ -281,13 +279,13 @@ class Hub:
                 if after > session.seq:
                     # Ahead of the session: seq numbers from another life of it.
                     resume_failed = (
-                        f"seq {after} of session {session.name!r} is past its last, "
-                        f"{session.seq}"
+                        f"session {session.name!r} has no message {after} "
+                        f"(its last is {session.seq})"
                     )
                 elif after < session.seq and oldest > after + 1:
                     resume_failed = (
-                        f"history of session {session.name!r} starts at seq {oldest}, "
-                        f"after {after}"
+                        f"the history of session {session.name!r} no longer reaches back "
+                        f"to message {after} (it starts at {oldest})"
                     )
             plan.append((session, after))
         hello = HelloMessage(

@@ -41,6 +41,7 @@ from warpd.address import Address
 from warpd.config import Config, default_token_path, runtime_dir
 from warpd.daemon.activation import systemd_listen_sockets
 from warpd.daemon.auth import check_tcp_handshake, is_loopback_host, prepare_socket_dir
+from warpd.daemon.pidfile import remove_pid_file, serving_pid, write_pid_file
 from warpd.daemon.routes import RouteError, parse_route
 from warpd.errors import ConfigError
 from warpd.tokens import load_or_create_token, validate_token
@@ -155,6 +156,8 @@ class Listeners:
         self._unix_files: list[UnixSocketFile] = []
         # The websockets options of every listener, kept to bind a socket again.
         self._common: dict[str, Any] = {}
+        # Pid files written beside Unix sockets (pidfile.py), removed at exit.
+        self._pid_files: set[Path] = set()
 
     async def start(self, addresses: list[Address], explicit: bool) -> list[Address]:
         """Take systemd's sockets, bind every other address; the addresses served.
@@ -204,6 +207,8 @@ class Listeners:
                 await self._serve_unix_file(Path(address.path))
             else:
                 self._servers.append(await unix_serve(self._handler, sock=sock, **common))
+                if not address.path.startswith("@"):  # abstract sockets have no file
+                    self._write_pid_file(Path(address.path))
             return address
         if not is_loopback_host(address.host) and not self.config.tcp.allow_non_loopback:
             raise ConfigError(
@@ -238,6 +243,12 @@ class Listeners:
             raise
         self._servers.append(server)
         self._unix_files.append(UnixSocketFile(path, server))
+        self._write_pid_file(path)
+
+    def _write_pid_file(self, socket_path: Path) -> None:
+        pid_path = write_pid_file(socket_path)
+        if pid_path is not None:
+            self._pid_files.add(pid_path)
 
     async def watch_sockets(self, period: float = SOCKET_CHECK_PERIOD) -> None:
         """Every ``period`` seconds, :meth:`check_sockets` (run as a task; cancel it to stop)."""
@@ -355,10 +366,12 @@ class Listeners:
                 logger.warning("connections still open after the shutdown timeout; leaving")
 
     def remove_sockets(self) -> None:
-        """Remove the Unix socket files this daemon bound, those still ours only."""
+        """Remove the Unix socket files this daemon bound, those still ours only; our pid files."""
         for unix_file in self._unix_files:
             if not unix_file.replaced and unix_file.state() == "ours":
                 unix_file.path.unlink(missing_ok=True)
+        for path in self._pid_files:
+            remove_pid_file(path)
 
 
 def check_route(connection: ServerConnection, request: Request) -> Response | None:
@@ -387,7 +400,13 @@ def bind_unix(path: Path) -> socket.socket:
         except OSError:
             path.unlink()  # a stale socket left by a daemon that died
         else:
-            raise ConfigError(f"another warpd is already serving at {path}")
+            pid = serving_pid(path)
+            if pid is None:
+                raise ConfigError(f"another warpd is already serving at {path}")
+            raise ConfigError(
+                f"another warpd (pid {pid}) is already serving at {path}: use it, "
+                f"or stop it first (kill {pid})"
+            )
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

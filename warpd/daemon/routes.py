@@ -1,7 +1,7 @@
 """The daemon's endpoints: request paths parsed into routes, or a clear refusal.
 
 ``/push?session=NAME[&format=F]``, ``/subscribe?session=NAME…[&since=…]
-[&epoch=E][&replay=N]`` and ``/status``. Parsing is pure, so the handshake
+[&epoch=E][&replay=N]``, ``/status`` and ``/reload``. Parsing is pure, so the handshake
 hook can refuse a bad request with HTTP 400 before the WebSocket opens.
 """
 
@@ -33,7 +33,11 @@ class StatusRoute(msgspec.Struct, frozen=True):
     pass
 
 
-Route = PushRoute | SubscribeRoute | StatusRoute
+class ReloadRoute(msgspec.Struct, frozen=True):
+    """Re-read the configuration, as SIGHUP does under systemd (``warpd reload``)."""
+
+
+Route = PushRoute | SubscribeRoute | StatusRoute | ReloadRoute
 
 
 class RouteError(Exception):
@@ -49,6 +53,7 @@ _KNOWN = {
     "/push": {"session", "format"},
     "/subscribe": {"session", "since", "epoch", "replay"},
     "/status": set(),
+    "/reload": set(),
 }
 
 
@@ -57,13 +62,17 @@ def parse_route(target: str) -> Route:
     parts = urlsplit(target)
     path = parts.path.rstrip("/") or "/"
     if path not in _KNOWN:
-        raise RouteError(404, f"no endpoint {path!r}: use /push, /subscribe or /status")
+        raise RouteError(
+            404, f"no endpoint {path!r}: use /push, /subscribe, /status or /reload"
+        )
     params = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(params) - _KNOWN[path])
     if unknown:
         raise RouteError(400, f"unknown parameter {unknown[0]!r} for {path}")
     if path == "/status":
         return StatusRoute()
+    if path == "/reload":
+        return ReloadRoute()
     if path == "/push":
         session = _one(params, "session", "default")
         _check_session(session)

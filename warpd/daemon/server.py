@@ -1,4 +1,9 @@
-"""The daemon's life cycle: start listening, serve until a signal, shut down; reload on SIGHUP.
+"""The daemon's life cycle: start listening, serve until a signal, shut down; reload.
+
+SIGTERM and SIGINT stop it gracefully. SIGHUP depends on who started it:
+under systemd it is the reload signal (``ExecReload=kill -HUP``); in a
+terminal it means the terminal closed, and the daemon stops with it. A reload
+can also be asked over the socket (``/reload``, what ``warpd reload`` does).
 
 ``Server(config).run()`` is both what ``warpd serve`` does and the
 programmatic API. The rooms it wires together, along the data path:
@@ -31,26 +36,38 @@ from warpd.daemon.hub import Hub
 from warpd.daemon.listeners import Listeners
 from warpd.daemon.logs import configure_logging
 from warpd.daemon.producers import Producers
-from warpd.daemon.routes import PushRoute, StatusRoute, SubscribeRoute, parse_route
+from warpd.daemon.routes import (
+    PushRoute,
+    ReloadRoute,
+    StatusRoute,
+    SubscribeRoute,
+    parse_route,
+)
 from warpd.daemon.sdnotify import SystemdNotifier
 from warpd.daemon.subscribers import Subscribers
 from warpd.errors import ConfigError
-from warpd.protocol import BlocksMessage, StatusMessage, encode
+from warpd.protocol import BlocksMessage, ReloadMessage, StatusMessage, encode
 
 if TYPE_CHECKING:
     from warpd.broker.hub import RedisHub
 
-__all__ = ["STATUS_PERIOD", "Server"]
+__all__ = ["STATUS_PERIOD", "Server", "under_systemd"]
 
 # How often STATUS= is refreshed for `systemctl status` (only when it changed).
 STATUS_PERIOD = 1.0
+
+
+def under_systemd(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether systemd runs this process: it sets INVOCATION_ID for every unit
+    it starts, and NOTIFY_SOCKET for Type=notify ones."""
+    return bool(environ.get("INVOCATION_ID") or environ.get("NOTIFY_SOCKET"))
 
 
 class Server:
     """One warpd daemon: call :meth:`run` (blocking) or ``await serve()``.
 
     ``listen`` overrides the config's addresses; ``config_path`` is the file
-    SIGHUP re-reads (None: the default one). After :meth:`startup`,
+    a reload re-reads (None: the default one). After :meth:`startup`,
     ``addresses`` lists what the server listens on, with real port numbers.
     Under systemd, sockets it passes (socket activation) replace the default
     Unix socket, and sd_notify reports readiness, status, reloads and stopping.
@@ -109,13 +126,19 @@ class Server:
 
     async def serve(self) -> None:
         """Start listening, serve until asked to stop, then shut down."""
+        # Before the notifier takes NOTIFY_SOCKET out of the environment.
+        systemd = under_systemd(os.environ)
         self.notifier = SystemdNotifier.from_environment()
         self._stop = asyncio.Event()
         await self.startup()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if systemd:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        elif signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            # (Ignored, it was meant to be: `nohup warpd serve`.)
+            loop.add_signal_handler(signal.SIGHUP, self._on_signal, signal.SIGHUP)
         background = [
             asyncio.create_task(self._sweep()),
             asyncio.create_task(self.listeners.watch_sockets()),
@@ -143,15 +166,24 @@ class Server:
         if self._signals > 1:
             logger.warning("second {}: exiting now", signal.Signals(signum).name)
             os._exit(1)
-        logger.info("{}: shutting down", signal.Signals(signum).name)
+        if signum == signal.SIGHUP:
+            logger.info("SIGHUP (the terminal closed): shutting down; "
+                        "`warpd reload` reloads the configuration")
+        else:
+            logger.info("{}: shutting down", signal.Signals(signum).name)
         self.stop()
 
     def reload(self) -> bool:
-        """Re-read the config file (SIGHUP); a bad file is logged and the old config kept.
+        """Re-read the config file (:meth:`reload_config`); True if the new one is in use."""
+        return self.reload_config().ok
 
-        Limits, history bounds, the log level and the TCP token, origins and
-        hosts apply at once; listen addresses and TLS files need a restart.
-        Returns True if the new configuration is in use.
+    def reload_config(self) -> ReloadMessage:
+        """Re-read the config file (SIGHUP under systemd, ``/reload``); what happened.
+
+        A bad file is logged and the old config kept (``ok`` false, the
+        message says why). Limits, history bounds, the log level and the TCP
+        token, origins and hosts apply at once; listen addresses and TLS files
+        need a restart.
         """
         self.notifier.reloading("reloading the configuration")
         source = self.config_path or "the default config file"
@@ -162,7 +194,9 @@ class Server:
         except ConfigError as exc:
             logger.error("reload failed, keeping the current configuration: {}", exc)
             self.notifier.ready(f"reload failed, old configuration kept: {exc}")
-            return False
+            return ReloadMessage(
+                False, f"reload failed, keeping the current configuration: {exc}", os.getpid()
+            )
         old = self.config
         if new.server.listen != old.server.listen or (
             (new.tcp.tls_cert, new.tcp.tls_key) != (old.tcp.tls_cert, old.tcp.tls_key)
@@ -178,7 +212,7 @@ class Server:
             listeners.token = token
         logger.info("reloaded the configuration from {}", source)
         self.notifier.ready(self.status_line())
-        return True
+        return ReloadMessage(True, f"reloaded the configuration from {source}", os.getpid())
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: what the daemon is doing right now."""
@@ -291,6 +325,9 @@ class Server:
                 await self.subscribers.handle(ws, route, conn_id, log)
             case StatusRoute():
                 await ws.send(encode(self.status()), text=True)
+            case ReloadRoute():
+                log.info("reload asked over the socket")
+                await ws.send(encode(self.reload_config()), text=True)
 
     async def _publish_reply(self, message: BlocksMessage) -> bytes:
         """Publish a message the producer gets too; the bytes as subscribers get them."""

@@ -1,0 +1,286 @@
+"""A new user's first ten minutes (issue 12): exit statuses, the daemon's life in a
+terminal, subscribe before serve, and the paper cuts — all with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import warpd
+from tests.daemon import TIMEOUT_UNIT, Daemon, ServeProcess, clean_env, warpd_command
+from tests.delivery import wait_for
+from tests.pty_process import PtyProcess
+from tests.test_openai_chat import TEXT_WITH_USAGE
+from tests.vt import Terminal
+from warpd.daemon.pidfile import pid_file
+from warpd.errors import PushRejected
+
+# -- warpd push: exit statuses --------------------------------------------------
+
+ANTHROPIC_OVERLOADED = b"".join(
+    b"event: %s\ndata: %s\n\n" % (json.loads(e)["type"].encode(), e.encode())
+    for e in (
+        '{"type":"message_start","message":{"model":"claude-test","usage":{"input_tokens":5}}}',
+        '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}',
+        '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+    )
+)
+# The stream stops before its finish_reason and [DONE]: cut off.
+CUT_OFF = b"\n\n".join(TEXT_WITH_USAGE.split(b"\n\n")[:3]) + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "said"),
+    [
+        (TEXT_WITH_USAGE, 0, ""),
+        (ANTHROPIC_OVERLOADED, 4, "the provider reported an error: overloaded_error: Overloaded"),
+        (CUT_OFF, 5, "completed as aborted: input ended before"),
+        (b"data: {not json}\n\n", 1, "line 1: "),
+        (b"", 1, "warpd push: no stream in the input"),
+        (b"\n\n", 1, "warpd push: no stream in the input"),
+    ],
+    ids=["ok", "provider-error", "aborted", "rejected", "empty", "blank"],
+)
+def test_push_exit_status_says_how_the_stream_ended(
+    daemon: Daemon, data: bytes, status: int, said: str
+) -> None:
+    result = daemon.push(data=data)
+    assert result.returncode == status, result.stderr
+    assert said in result.stderr.decode()
+    # --no-fail: the same message, exit 0.
+    relaxed = daemon.push(None, "--no-fail", data=data)
+    assert relaxed.returncode == 0
+    assert said in relaxed.stderr.decode()
+
+
+def test_push_without_a_daemon_exits_3_and_no_fail_makes_it_0(short_tmp: Path) -> None:
+    env = clean_env(short_tmp)
+    command = warpd_command("push", "--connect", f"unix:{short_tmp}/none.sock")
+    for extra, status in (([], 3), (["--no-fail"], 0)):
+        result = subprocess.run(command + extra, input=TEXT_WITH_USAGE, capture_output=True,
+                                env=env, timeout=4 * TIMEOUT_UNIT)
+        assert result.returncode == status
+        assert "no warpd daemon at" in result.stderr.decode()
+
+
+def test_a_usage_error_exits_2_with_the_commands_usage(daemon: Daemon) -> None:
+    typos = (["push", "--sesion", "x"], ["subscribe", "--onse"], ["push", "--no-fail", "-z"])
+    for command in typos:
+        result = daemon.run(*command)
+        assert result.returncode == 2
+        err = result.stderr.decode()
+        assert err.startswith(f"usage: warpd {command[0]} "), err
+        assert "unrecognized arguments" in err
+
+
+def test_push_help_documents_the_exit_statuses(daemon: Daemon) -> None:
+    text = daemon.run("push", "--help", check=True).stdout.decode()
+    for line in ("0    every stream", "2    usage error", "3    no daemon", "4    the provider",
+                 "5    the stream was cut off", "--no-fail"):
+        assert line in text
+
+
+def test_rejections_name_no_command_line_flag(daemon: Daemon) -> None:
+    """The daemon's reasons reach Python callers too: they don't speak of --flags."""
+    with pytest.raises(PushRejected, match="cannot tell the stream's format") as info:
+        warpd.Client(daemon.address).push([{"hello": "world"}])
+    assert "--" not in str(info.value)
+
+
+def test_convert_of_empty_input_says_so(daemon: Daemon) -> None:
+    result = daemon.run("convert", data=b"\n")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == "warpd convert: no stream in the input"
+
+
+def test_convert_options_have_help(daemon: Daemon) -> None:
+    text = daemon.run("convert", "--help", check=True).stdout.decode()
+    assert "the provider format (default: auto, detected from the first event)" in " ".join(
+        text.split()
+    )
+    assert "stream ids" in text
+
+
+# -- warpd serve in a terminal, under systemd; warpd reload ------------------------
+
+
+def serve(short_tmp: Path, *args: str, **env: str) -> ServeProcess:
+    process = ServeProcess(short_tmp, "--listen", f"unix:{short_tmp}/w.sock", *args,
+                           env=clean_env(short_tmp, **env))
+    process.wait_listening()
+    return process
+
+
+def test_sighup_stops_a_daemon_started_in_a_terminal(short_tmp: Path) -> None:
+    daemon = serve(short_tmp)
+    assert pid_file(short_tmp / "w.sock").read_text().strip() == str(daemon.process.pid)
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.finish() == 0
+    log = daemon.log()
+    assert "SIGHUP (the terminal closed): shutting down" in log and "Traceback" not in log
+    assert not (short_tmp / "w.sock").exists()
+    assert not pid_file(short_tmp / "w.sock").exists()
+
+
+@pytest.mark.parametrize("variable", ["NOTIFY_SOCKET", "INVOCATION_ID"])
+def test_sighup_reloads_under_systemd(short_tmp: Path, variable: str) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(short_tmp / "notify"))
+    value = str(short_tmp / "notify") if variable == "NOTIFY_SOCKET" else "0123abcd"
+    try:
+        with serve(short_tmp, **{variable: value}) as daemon:
+            daemon.process.send_signal(signal.SIGHUP)
+            daemon.wait_for_log("reloaded the configuration from")
+            time.sleep(0.2)
+            assert daemon.process.poll() is None
+            assert daemon.run("status", "--connect", f"unix:{short_tmp}/w.sock").returncode == 0
+    finally:
+        notify.close()
+
+
+def test_warpd_reload_asks_the_running_daemon(short_tmp: Path) -> None:
+    config = short_tmp / "config.toml"
+    config.write_text("[limits]\nmax_sessions = 10\n")
+    address = f"unix:{short_tmp}/w.sock"
+    with serve(short_tmp, "--config", str(config)) as daemon:
+        config.write_text("[limits]\nmax_sessions = 20\n")
+        result = daemon.run("reload", "--connect", address)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().strip() == (
+            f"warpd (pid {daemon.process.pid}): reloaded the configuration from {config}"
+        )
+        daemon.wait_for_log("reloaded the configuration from")
+        # A bad file: said, the old configuration kept, the daemon serving on.
+        config.write_text("[limits]\nmax_sesions = 30\n")
+        result = daemon.run("reload", "--connect", address)
+        assert result.returncode == 1
+        err = result.stderr.decode()
+        assert err.startswith("warpd reload: reload failed, keeping the current configuration")
+        assert "max_sesions" in err
+        assert daemon.run("status", "--connect", address).returncode == 0
+
+
+def test_already_serving_names_the_pid(short_tmp: Path) -> None:
+    with serve(short_tmp) as first:
+        second = subprocess.run(
+            warpd_command("serve", "--listen", f"unix:{short_tmp}/w.sock"),
+            capture_output=True, env=clean_env(short_tmp), timeout=4 * TIMEOUT_UNIT,
+        )
+        assert second.returncode == 1
+        err = second.stderr.decode()
+        assert f"another warpd (pid {first.process.pid}) is already serving at" in err, err
+        assert "Traceback" not in err
+        # The first one's files are still its own.
+        assert pid_file(short_tmp / "w.sock").read_text().strip() == str(first.process.pid)
+
+
+def test_listen_with_an_http_or_tcp_url_names_the_websocket_form(short_tmp: Path) -> None:
+    for given, wanted in (("http://127.0.0.1:8765", "ws://127.0.0.1:8765"),
+                          ("tcp://localhost:9000", "ws://localhost:9000"),
+                          ("127.0.0.1:8765", "ws://127.0.0.1:8765")):
+        result = subprocess.run(warpd_command("serve", "--listen", given), capture_output=True,
+                                env=clean_env(short_tmp), timeout=4 * TIMEOUT_UNIT)
+        assert result.returncode == 1
+        err = result.stderr.decode()
+        assert wanted in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+# -- warpd subscribe before warpd serve -----------------------------------------------
+
+
+def test_subscribe_started_before_serve_gets_the_stream(short_tmp: Path) -> None:
+    address = f"unix:{short_tmp}/w.sock"
+    env = clean_env(short_tmp, WARPD_ADDR=address)
+    out, err = short_tmp / "sub.jsonl", short_tmp / "sub.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        subscriber = subprocess.Popen(warpd_command("subscribe", "--once"), stdout=stdout,
+                                      stderr=stderr, env=env)
+    try:
+        wait_for(lambda: "waiting for one" in err.read_text(), "the subscriber to say it waits")
+        time.sleep(0.5)
+        assert subscriber.poll() is None
+        with serve(short_tmp) as daemon:
+            wait_for(lambda: "waiting for streams on 'default'" in err.read_text(),
+                     "the subscriber to connect")
+            assert daemon.run("push", "--connect", address, data=TEXT_WITH_USAGE).returncode == 0
+            assert subscriber.wait(timeout=4 * TIMEOUT_UNIT) == 0
+    finally:
+        if subscriber.poll() is None:
+            subscriber.kill()
+            subscriber.wait()
+    said = err.read_text().splitlines()
+    # Said once each, with the address.
+    assert said[0] == (f"warpd subscribe: no daemon at {address} yet; waiting for one "
+                       "(start it with `warpd serve`; --no-wait to fail instead)")
+    assert said[1:] == [f"warpd subscribe: connected to {address}",
+                        "warpd subscribe: waiting for streams on 'default'"]
+    messages = [json.loads(line) for line in out.read_text().splitlines()]
+    assert messages[0]["type"] == "hello"
+    assert messages[-1]["blocks"][0]["text"] == "Hello wörld ✓"
+    assert all(isinstance(m["received"], float) for m in messages)
+
+
+def test_subscribe_no_wait_fails_at_once(short_tmp: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        warpd_command("subscribe", "--no-wait", "--connect", f"unix:{short_tmp}/none.sock"),
+        capture_output=True, env=clean_env(short_tmp), timeout=4 * TIMEOUT_UNIT,
+    )
+    assert result.returncode == 3
+    assert time.monotonic() - started < TIMEOUT_UNIT
+    assert "warpd serve" in result.stderr.decode()
+
+
+def test_pretty_subscribe_shows_a_waiting_line_until_the_first_stream(daemon: Daemon) -> None:
+    sub = PtyProcess(warpd_command("subscribe", "--once", "--session", "tour"), daemon.env, 60, 10)
+    try:
+        wait_for(lambda: b"waiting for streams on 'tour'" in sub.output, "the waiting line")
+        term = Terminal(60, 10)
+        term.feed(sub.output)
+        assert term.lines() == ["waiting for streams on 'tour'"]
+        assert daemon.push(data=TEXT_WITH_USAGE, session="tour").returncode == 0
+        assert sub.wait() == 0
+    finally:
+        sub.close()
+    term = Terminal(60, 10)
+    term.feed(sub.output)
+    lines = term.lines()
+    assert lines[0].startswith("── tour/1") and "Hello wörld ✓" in lines
+    assert not any("waiting" in line for line in lines)
+
+
+# -- warpd service install without a systemd user manager ---------------------------
+
+
+def test_service_install_says_when_there_is_no_user_manager(short_tmp: Path) -> None:
+    env = clean_env(short_tmp)
+    runtime = Path(env["XDG_RUNTIME_DIR"])
+
+    def install() -> str:
+        result = subprocess.run(warpd_command("service", "install"), capture_output=True,
+                                env=env, text=True, timeout=4 * TIMEOUT_UNIT)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    out = install()
+    assert "systemctl --user daemon-reload" in out
+    assert "no systemd user manager is running" in out
+    assert "loginctl enable-linger $USER" in out and "warpd serve" in out
+    # With the manager's private socket there, nothing to warn about.
+    (runtime / "systemd").mkdir()
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        manager.bind(str(runtime / "systemd" / "private"))
+        assert "no systemd user manager" not in install()
+    finally:
+        manager.close()
+    os.unlink(runtime / "systemd" / "private")
