@@ -123,6 +123,10 @@ class FileSubscriber:
     def wait_final(self, count: int = 1, timeout: float = 4 * TIMEOUT_UNIT) -> None:
         wait_for(lambda: self.has_final(count), f"a final message in {self.path.name}", timeout)
 
+    def wire_lines(self) -> list[bytes]:
+        """Every complete line, as the daemon sent it (without "received")."""
+        return [wire_line(line) for line in self.path.read_bytes().split(b"\n")[:-1]]
+
     def messages(self) -> list[dict[str, Any]]:
         data = self.path.read_bytes()
         return [msgspec.json.decode(wire_line(line)) for line in data.split(b"\n")[:-1]]

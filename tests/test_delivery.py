@@ -249,7 +249,7 @@ def test_resume_after_a_disconnect_replays_exactly_the_missed_messages(
 
         first, frames, since = asyncio.run(scenario())
         assert push.finish()[0] == 0
-        witnessed = witness.path.read_bytes().split(b"\n")[1:-1]
+        witnessed = witness.wire_lines()[1:]
     finally:
         push.kill()
         witness.close()
