@@ -34,9 +34,12 @@ from warpd.protocol import (
 )
 
 # Retry delays while the daemon is down: short at first, so a daemon that
-# starts is found at once, then no busier than this.
+# starts is found at once, then doubling up to a bound — a low one before
+# the first connection (someone is about to start `warpd serve`), a higher
+# one after a connection was lost.
 FIRST_RETRY_SECONDS = 0.1
-MAX_RETRY_SECONDS = 1.0
+MAX_WAIT_RETRY_SECONDS = 1.0
+MAX_RECONNECT_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +158,8 @@ async def _subscription(
                                 "(start it with `warpd serve`; --no-wait to fail instead)")
                 said_waiting = True
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS if not connected_once else 5.0)
+            delay = min(delay * 2, MAX_RECONNECT_SECONDS if connected_once
+                        else MAX_WAIT_RETRY_SECONDS)
             continue
         if connected_once:
             note("reconnected")

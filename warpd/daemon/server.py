@@ -130,7 +130,9 @@ class Server:
         systemd = under_systemd(os.environ)
         self.notifier = SystemdNotifier.from_environment()
         self._stop = asyncio.Event()
-        await self.startup()
+        # Handlers first: a client may connect (and a signal come) as soon as
+        # a socket is bound, before startup() has bound them all; a stop
+        # asked for meanwhile is acted on once startup is done.
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -139,6 +141,7 @@ class Server:
         elif signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             # (Ignored, it was meant to be: `nohup warpd serve`.)
             loop.add_signal_handler(signal.SIGHUP, self._on_signal, signal.SIGHUP)
+        await self.startup()
         background = [
             asyncio.create_task(self._sweep()),
             asyncio.create_task(self.listeners.watch_sockets()),
