@@ -49,11 +49,13 @@ class TcpConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class _PositiveNumbers(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """A section whose every field is a positive number."""
+    """A section whose every number is positive."""
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
             if value <= 0:
                 # msgspec reports a ValueError here with the section's path.
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -80,14 +82,23 @@ class LimitsConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=T
 
 
 class HistoryConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=True):
-    """What each session remembers for late joiners and resuming subscribers."""
+    """What is remembered: in memory for late joiners and resuming subscribers,
+    on disk (the history file) for ``warpd log``/``show`` and across restarts."""
 
     messages: int = 10_000
     bytes: int = 8 * MiB
     # Final messages of completed streams kept per session (for --replay).
     completed_streams: int = 50
-    # All sessions' history together never holds more than this.
+    # All sessions' history together never holds more than this (in memory).
     total_bytes: int = 256 * MiB
+    # Keep every stream in the history file too. False: memory only.
+    persist: bool = True
+    # The history file. Empty: $XDG_STATE_HOME/warpd/history.sqlite3.
+    path: str = ""
+    # The file's stored messages never add up to more than this many bytes,
+    # nor are older than max_age seconds: the oldest streams go first.
+    disk_bytes: int = 1024 * MiB
+    max_age: float = 30 * 86400.0
 
 
 class LogConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -170,6 +181,19 @@ def default_socket_path() -> Path:
 def default_token_path() -> Path:
     """Where the daemon keeps its TCP token and local clients read it."""
     return runtime_dir() / "token"
+
+
+def state_dir() -> Path:
+    """warpd's state directory: ``$XDG_STATE_HOME/warpd`` (``~/.local/state/warpd`` when unset)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "warpd"
+
+
+def history_path(config: Config) -> Path:
+    """The history file ``config`` names: ``[history] path``, else the state directory's."""
+    if config.history.path:
+        return Path(config.history.path).expanduser()
+    return state_dir() / "history.sqlite3"
 
 
 def default_config_path() -> Path:

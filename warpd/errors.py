@@ -54,6 +54,10 @@ class FrameTooLarge(InputError):
     """One upstream event was larger than the configured limit."""
 
 
+class StoreError(WarpdError):
+    """The history file (``[history] path``) cannot be opened, read or written."""
+
+
 class ClientError(WarpdError):
     """A client-side failure: connecting, pushing or subscribing."""
 

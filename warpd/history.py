@@ -1,0 +1,340 @@
+"""The history file: its SQLite schema and the queries that read it.
+
+The daemon writes the file (:class:`warpd.daemon.history_store.HistoryStore`,
+one writer thread); ``warpd log`` and ``warpd show`` read it directly, with a
+read-only connection, whether a daemon is running or not. Both sides need the
+schema, so it lives here, below both.
+
+Tables (schema version 1)::
+
+    meta      key → value: schema, epoch, seq_floor
+    sessions  id, name, seq (its last), streams (started so far), used (Unix time)
+    streams   id (arrival order), stream ("SESSION/N"), session_id, started,
+              ended (NULL while live), first_seq, final_seq, model, outcome,
+              usage (JSON), text (the start of the answer), bytes, messages
+    messages  id (arrival order), session_id, seq, stream_id, received, data
+
+``messages.data`` is a block message exactly as subscribers got it (JSON
+bytes). ``streams`` is what ``warpd log`` needs, filled in when a stream
+completes, so listing 100,000 streams reads one small table. Times are Unix
+seconds. The file is in WAL mode: readers never wait for the writer, and a
+reader sees the last committed transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from warpd.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    seq INTEGER NOT NULL,
+    streams INTEGER NOT NULL,
+    used REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL UNIQUE,
+    session_id INTEGER NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    first_seq INTEGER NOT NULL,
+    final_seq INTEGER,
+    model TEXT,
+    outcome TEXT,
+    usage TEXT,
+    text TEXT,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS streams_by_session ON streams (session_id, id);
+CREATE INDEX IF NOT EXISTS streams_by_start ON streams (started);
+CREATE INDEX IF NOT EXISTS streams_live ON streams (id) WHERE ended IS NULL;
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    stream_id INTEGER NOT NULL,
+    received REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (session_id, seq);
+"""
+
+# How long a reader waits for a writer's lock (only `--clear` and schema
+# creation take one; WAL readers otherwise never wait), in milliseconds.
+BUSY_TIMEOUT_MS = 5000
+
+
+class StreamRow(msgspec.Struct, omit_defaults=True):
+    """One stored stream, as ``warpd log --json`` prints it.
+
+    ``started``/``ended`` are Unix times (``ended`` is None while live, or
+    for a stream whose daemon stopped before it was completed and not yet
+    restarted); ``outcome`` is ``stop``-like (the provider's finish reason),
+    ``aborted: REASON``, ``complete`` or ``live``; ``usage`` is the
+    provider's, as reported; ``text`` the first characters of the answer.
+    """
+
+    stream: str
+    session: str
+    started: float
+    ended: float | None = None
+    model: str | None = None
+    outcome: str = "live"
+    usage: dict[str, Any] | None = None
+    text: str = ""
+    messages: int = 0
+    bytes: int = 0
+
+
+_usage_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """An autocommit connection to the history file; StoreError if it cannot be opened.
+
+    A read-only connection still needs the directory to be writable when the
+    file is in WAL mode and no daemon has it open (SQLite creates the
+    ``-shm`` index beside it); the user's own state directory always is.
+    """
+    if readonly and not path.exists():
+        raise StoreError(f"no history at {path} (nothing stored yet, or [history] persist = false)")
+    uri = f"file:{path}?mode={'ro' if readonly else 'rwc'}"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                     check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if readonly:
+            version = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema'"
+            ).fetchone()
+            if version is None or int(version[0]) != SCHEMA_VERSION:
+                raise StoreError(f"{path} has history schema {version and version[0]}, "
+                                 f"this warpd reads {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read the history at {path}: {exc}") from None
+    return connection
+
+
+def tokens(usage: dict[str, Any] | None) -> int | None:
+    """Total tokens of a provider's usage (OpenAI, Anthropic or Ollama names), if given."""
+    if not usage:
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    counted = [
+        value
+        for key in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+                    "prompt_eval_count", "eval_count")
+        if isinstance(value := usage.get(key), int)
+    ]
+    return sum(counted) if counted else None
+
+
+class HistoryReader:
+    """Queries over a history file (``warpd log``, ``show``, and the daemon's resume).
+
+    Works on any connection to the file; every method is one short read
+    transaction and returns plain values.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.db = connection
+
+    # -- warpd log ----------------------------------------------------------------
+
+    def streams(
+        self,
+        *,
+        session: str | None = None,
+        since: float | None = None,
+        grep: str | None = None,
+        limit: int = 20,
+    ) -> list[StreamRow]:
+        """The last ``limit`` streams matching the filters, oldest first (0: all of them).
+
+        ``grep`` matches the text of the stream's final message (every block
+        whole), case-insensitively for ASCII letters; streams still live match
+        on the start of their answer only.
+        """
+        where, params = [], []
+        if session is not None:
+            where.append("s.session_id = (SELECT id FROM sessions WHERE name = ?)")
+            params.append(session)
+        if since is not None:
+            where.append("s.started >= ?")
+            params.append(since)
+        joined = ""
+        if grep:
+            # The message is JSON: look for the text as JSON would spell it.
+            needle = msgspec.json.encode(grep)[1:-1].decode().lower()
+            joined = ("LEFT JOIN messages m ON m.session_id = s.session_id "
+                      "AND m.seq = s.final_seq")
+            where.append("instr(lower(CAST(coalesce(m.data, s.text) AS TEXT)), ?) > 0")
+            params.append(needle)
+        query = (
+            "SELECT s.stream, n.name, s.started, s.ended, s.model, s.outcome, s.usage, s.text,"
+            " s.messages, s.bytes FROM streams s JOIN sessions n ON n.id = s.session_id "
+            f"{joined} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY s.id DESC"
+        )
+        if limit > 0:
+            query += " LIMIT ?"
+            params.append(limit)
+        rows = [self._row(r) for r in self.db.execute(query, params)]
+        rows.reverse()
+        return rows
+
+    @staticmethod
+    def _row(r: tuple[Any, ...]) -> StreamRow:
+        return StreamRow(
+            stream=r[0], session=r[1], started=r[2], ended=r[3], model=r[4],
+            outcome=r[5] or "live", usage=_usage_decoder.decode(r[6]) if r[6] else None,
+            text=r[7] or "", messages=r[8], bytes=r[9],
+        )
+
+    def stream(self, stream: str) -> StreamRow | None:
+        """One stream's row, or None if the history does not hold it."""
+        row = self.db.execute(
+            "SELECT s.stream, n.name, s.started, s.ended, s.model, s.outcome, s.usage, s.text,"
+            " s.messages, s.bytes FROM streams s JOIN sessions n ON n.id = s.session_id"
+            " WHERE s.stream = ?", (stream,),
+        ).fetchone()
+        return None if row is None else self._row(row)
+
+    def stream_messages(self, stream: str) -> list[tuple[int, bytes]]:
+        """Every stored message of ``stream``: (seq, bytes), in seq order."""
+        row = self.db.execute(
+            "SELECT id, session_id, first_seq, coalesce(final_seq, 9223372036854775807)"
+            " FROM streams WHERE stream = ?", (stream,),
+        ).fetchone()
+        if row is None:
+            return []
+        stream_id, session_id, first, last = row
+        return [
+            (seq, bytes(data))
+            for seq, data in self.db.execute(
+                "SELECT seq, data FROM messages WHERE session_id = ? AND seq BETWEEN ? AND ?"
+                " AND stream_id = ? ORDER BY seq",
+                (session_id, first, last, stream_id),
+            )
+        ]
+
+    # -- the daemon's side ----------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta"))
+
+    def session_state(self, name: str) -> tuple[int, int] | None:
+        """A session's last seq and how many streams it started, or None if unknown."""
+        row = self.db.execute(
+            "SELECT seq, streams FROM sessions WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def messages_after(
+        self, session: str, after: int, before: int, max_bytes: int
+    ) -> list[tuple[int, bytes]] | None:
+        """Messages ``after`` < seq < ``before`` of ``session``, or None if not all are kept.
+
+        None too when they would add up to more than ``max_bytes`` (a resume
+        from that far back falls back to snapshots).
+        """
+        if before <= after + 1:
+            return []
+        out: list[tuple[int, bytes]] = []
+        total = 0
+        expected = after + 1
+        for seq, data in self.db.execute(
+            "SELECT m.seq, m.data FROM messages m JOIN sessions n ON n.id = m.session_id"
+            " WHERE n.name = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq",
+            (session, after, before),
+        ):
+            total += len(data)
+            if seq != expected or total > max_bytes:
+                return None
+            out.append((seq, bytes(data)))
+            expected += 1
+        return out if expected == before else None
+
+    def finals(self, session: str, count: int, before: int) -> list[tuple[int, bytes]]:
+        """The final messages of the last ``count`` streams of ``session`` that
+        completed before seq ``before``: (seq, bytes), oldest first."""
+        rows = self.db.execute(
+            "SELECT m.seq, m.data FROM streams s JOIN sessions n ON n.id = s.session_id"
+            " JOIN messages m ON m.session_id = s.session_id AND m.seq = s.final_seq"
+            " WHERE n.name = ? AND s.final_seq < ? ORDER BY s.final_seq DESC LIMIT ?",
+            (session, before, count),
+        ).fetchall()
+        return [(seq, bytes(data)) for seq, data in reversed(rows)]
+
+    def unfinished(self) -> list[tuple[str, str]]:
+        """Streams with no final message: (session, stream), in the order they started."""
+        return list(self.db.execute(
+            "SELECT n.name, s.stream FROM streams s JOIN sessions n ON n.id = s.session_id"
+            " WHERE s.ended IS NULL ORDER BY s.id"
+        ))
+
+    def counts(self) -> tuple[int, int, int]:
+        """(streams, messages, bytes of messages) stored."""
+        streams, stored = self.db.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM streams"
+        ).fetchone()
+        (messages,) = self.db.execute("SELECT count(*) FROM messages").fetchone()
+        return streams, messages, stored
+
+
+def clear(path: Path, session: str | None = None) -> int:
+    """Delete stored streams (of ``session``, or all); returns how many were deleted.
+
+    Sessions' seq counters and the epoch are kept, so a running daemon's
+    numbering goes on. Safe while a daemon writes: SQLite serialises writers.
+    """
+    connection = connect(path, readonly=False)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        if session is None:
+            (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
+            connection.execute("DELETE FROM messages")
+            connection.execute("DELETE FROM streams")
+        else:
+            ids = connection.execute("SELECT id FROM sessions WHERE name = ?", (session,))
+            row = ids.fetchone()
+            if row is None:
+                connection.execute("ROLLBACK")
+                return 0
+            (count,) = connection.execute(
+                "SELECT count(*) FROM streams WHERE session_id = ?", row
+            ).fetchone()
+            connection.execute("DELETE FROM messages WHERE session_id = ?", row)
+            connection.execute("DELETE FROM streams WHERE session_id = ?", row)
+        connection.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot clear the history at {path}: {exc}") from None
+    finally:
+        connection.close()
+    return int(count)
+
+
+def prepare_state_dir(directory: Path, *, own: bool) -> None:
+    """Create ``directory`` (and parents) mode 0700.
+
+    ``own``: it is warpd's own directory (the default one), so an existing
+    one with group or other permissions is tightened to 0700; a directory
+    the user configured is left as it is (the file itself is 0600 anyway).
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if own and directory.stat().st_mode & 0o077:
+        os.chmod(directory, 0o700)

@@ -1,0 +1,380 @@
+"""HistoryStore: every block message the hub publishes, written to the history file.
+
+The hub calls :meth:`HistoryStore.record` for each message it publishes; that
+only appends to a queue (a lock, a list append: no I/O), so a publish never
+waits on the disk. One writer thread takes what is queued, writes it in one
+transaction and commits, at most :data:`COMMIT_INTERVAL` after the first of
+them was queued (while the disk keeps up), then prunes the file by size and
+age, oldest streams first. The schema and the reads are in :mod:`warpd.history`.
+
+The queue is bounded (:data:`QUEUE_BYTES`, :data:`QUEUE_MESSAGES`): when the
+disk cannot keep up, further messages are not stored (counted, logged once per
+episode, shown by ``warpd status``) rather than held in memory without bound.
+A stream whose final message was not stored is completed as aborted at the
+next start, like one cut off by a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from loguru import logger
+
+from warpd.config import HistoryConfig
+from warpd.errors import StoreError
+from warpd.history import SCHEMA, SCHEMA_VERSION, HistoryReader, connect, prepare_state_dir
+
+# The writer commits at most this long after a message was queued (seconds).
+COMMIT_INTERVAL = 0.05
+# What the queue holds at most while the disk lags: beyond, messages are not stored.
+QUEUE_BYTES = 64 * 1024 * 1024
+QUEUE_MESSAGES = 100_000
+# Seconds between pruning by age (pruning by size follows every commit).
+AGE_PRUNE_INTERVAL = 60.0
+# Pruning by size deletes down to this fraction of [history] disk_bytes, so
+# it runs now and then rather than after every commit.
+PRUNE_TO = 0.9
+# Streams deleted per statement while pruning.
+PRUNE_BATCH = 500
+# Name → row id caches of the writer are emptied past this many entries.
+CACHE_LIMIT = 10_000
+
+
+class StreamEnd(NamedTuple):
+    """What ``warpd log`` shows of a completed stream, taken from its final message."""
+
+    model: str | None
+    outcome: str
+    usage: str | None  # JSON
+    text: str
+
+
+class _Record(NamedTuple):
+    session: str
+    seq: int
+    streams: int  # streams the session started so far
+    stream: str
+    data: bytes
+    received: float
+    started: float  # the stream's ``created``, or when its first message came
+    end: StreamEnd | None
+
+
+class HistoryStore:
+    """The daemon's side of the history file: one writer thread, one reader.
+
+    :meth:`open` creates or opens the file (StoreError if it cannot be used);
+    ``epoch`` and ``seq_floor`` come from it. Use :meth:`record` from the event
+    loop; ``reader`` (a connection of its own) for the few reads the hub needs
+    (session state, resume, replay, recovery). :meth:`close` drains the queue,
+    commits and stops the thread.
+    """
+
+    def __init__(self, path: Path, config: HistoryConfig, db: sqlite3.Connection) -> None:
+        self.path = path
+        self.config = config
+        self._db = db
+        meta = HistoryReader(db).meta()
+        self.epoch = meta["epoch"]
+        # New sessions start their seq here: above every seq of a session
+        # whose record was pruned, so a since from its old life means nothing.
+        self.seq_floor = int(meta.get("seq_floor", "0"))
+        self.reader = HistoryReader(connect(path, readonly=True))
+        self._cond = threading.Condition()
+        self._pending: list[_Record] = []
+        self._pending_bytes = 0
+        self._stop = threading.Event()
+        # Tickets: the nth record queued has ticket n; committed is the last on disk.
+        self.queued = 0
+        self.committed = 0
+        self.dropped = 0
+        self._dropping = False
+        self.last_error: str | None = None
+        self.commits = 0
+        self._sessions: dict[str, int] = {}
+        self._streams: dict[str, int] = {}
+        self.stored_bytes = int(db.execute(
+            "SELECT coalesce(sum(bytes), 0) FROM streams").fetchone()[0])
+        self._last_age_prune = 0.0
+        self._thread = threading.Thread(target=self._run, name="warpd-history", daemon=True)
+
+    @classmethod
+    def open(cls, path: Path, config: HistoryConfig, *, own_dir: bool) -> HistoryStore:
+        """Open (creating if needed: 0700 directory, 0600 file) and start the writer."""
+        try:
+            prepare_state_dir(path.parent, own=own_dir)
+            # Created 0600 before SQLite opens it; SQLite gives its -wal and
+            # -shm files the database file's mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot create the history file {path}: "
+                             f"{exc.strerror or exc}") from None
+        db = connect(path, readonly=False)
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"cannot use the history file {path}: WAL mode refused")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is not None and int(version[0]) != SCHEMA_VERSION:
+                db.execute("ROLLBACK")
+                raise StoreError(f"{path} has history schema {version[0]}, "
+                                 f"this warpd writes {SCHEMA_VERSION}")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(8),))
+            db.execute("COMMIT")
+            store = cls(path, config, db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"cannot use the history file {path}: {exc}") from None
+        except StoreError:
+            db.close()
+            raise
+        store._thread.start()
+        return store
+
+    # -- the event loop's side ---------------------------------------------------------
+
+    def record(
+        self,
+        session: str,
+        seq: int,
+        streams: int,
+        stream: str,
+        data: bytes,
+        started: float | None,
+        end: StreamEnd | None,
+    ) -> int:
+        """Queue one published message; its ticket (0 if the queue is full and it was not)."""
+        now = time.time()
+        item = _Record(session, seq, streams, stream, data, now, started or now, end)
+        with self._cond:
+            if (self._pending_bytes + len(data) > QUEUE_BYTES
+                    or len(self._pending) >= QUEUE_MESSAGES):
+                self.dropped += 1
+                if not self._dropping:
+                    self._dropping = True
+                    logger.warning("the history file {} cannot keep up: messages are not "
+                                   "being stored (warpd status counts them)", self.path)
+                return 0
+            if self._dropping:
+                self._dropping = False
+                logger.info("the history file keeps up again ({} messages not stored so far)",
+                            self.dropped)
+            self._pending.append(item)
+            self._pending_bytes += len(data)
+            self.queued += 1
+            if len(self._pending) == 1:
+                self._cond.notify()
+            return self.queued
+
+    def status(self) -> dict[str, Any]:
+        """For ``warpd status``: the file, what it holds, how the writer is doing."""
+        return {
+            "path": str(self.path),
+            "stored_bytes": self.stored_bytes,
+            "queued_messages": self.queued - self.committed,
+            "queued_bytes": self._pending_bytes,
+            "not_stored": self.dropped,
+            "commits": self.commits,
+            "last_error": self.last_error,
+        }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, commit, stop the writer and close the file."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("the history writer did not finish within {}s", timeout)
+            return
+        self.reader.db.close()
+        self._db.close()
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._prune(time.time())
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop.is_set():
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+            if batch:
+                self._write(batch)
+                with self._cond:
+                    self._pending_bytes -= sum(len(r.data) for r in batch)
+                self._prune(time.time())
+            if self._stop.is_set():
+                with self._cond:
+                    if not self._pending:
+                        return
+                continue
+            # Let a batch gather: fewer, larger transactions cost the event loop less.
+            self._stop.wait(COMMIT_INTERVAL)
+
+    def _write(self, batch: list[_Record]) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            rows = []
+            sessions: dict[int, tuple[int, int, float]] = {}
+            sizes: dict[int, list[int]] = {}
+            ends = []
+            for record in batch:
+                session_id = self._session_id(record.session, record.received)
+                stream_id = self._stream_id(record, session_id)
+                rows.append((session_id, record.seq, stream_id, record.received, record.data))
+                sessions[session_id] = (record.seq, record.streams, record.received)
+                size = sizes.setdefault(stream_id, [0, 0])
+                size[0] += len(record.data)
+                size[1] += 1
+                if record.end is not None:
+                    end = record.end
+                    ends.append((record.received, record.seq, end.model, end.outcome,
+                                 end.usage, end.text, stream_id))
+                    self._streams.pop(record.stream, None)
+            db.executemany("INSERT INTO messages (session_id, seq, stream_id, received, data)"
+                           " VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("UPDATE sessions SET seq = ?, streams = ?, used = ? WHERE id = ?",
+                           [(*state, sid) for sid, state in sessions.items()])
+            db.executemany("UPDATE streams SET bytes = bytes + ?, messages = messages + ?"
+                           " WHERE id = ?", [(b, n, sid) for sid, (b, n) in sizes.items()])
+            db.executemany("UPDATE streams SET ended = ?, final_seq = ?, model = ?, outcome = ?,"
+                           " usage = ?, text = ? WHERE id = ?", ends)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._failed(exc, len(batch))
+            return
+        self.stored_bytes += sum(b for b, _ in sizes.values())
+        self.committed += len(batch)
+        self.commits += 1
+        if self.last_error is not None:
+            logger.info("the history file is written again")
+            self.last_error = None
+
+    def _failed(self, exc: sqlite3.Error, count: int) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        # Row ids cached during the failed transaction may not exist.
+        self._sessions.clear()
+        self._streams.clear()
+        self.dropped += count
+        self.committed += count
+        if self.last_error is None:
+            logger.error("cannot write the history file {}: {} ({} messages not stored)",
+                         self.path, exc, count)
+        self.last_error = str(exc)
+
+    def _session_id(self, name: str, now: float) -> int:
+        known = self._sessions.get(name)
+        if known is not None:
+            return known
+        if len(self._sessions) > CACHE_LIMIT:
+            self._sessions.clear()
+        self._db.execute("INSERT OR IGNORE INTO sessions (name, seq, streams, used)"
+                         " VALUES (?, 0, 0, ?)", (name, now))
+        (session_id,) = self._db.execute(
+            "SELECT id FROM sessions WHERE name = ?", (name,)).fetchone()
+        self._sessions[name] = session_id
+        return int(session_id)
+
+    def _stream_id(self, record: _Record, session_id: int) -> int:
+        known = self._streams.get(record.stream)
+        if known is not None:
+            return known
+        if len(self._streams) > CACHE_LIMIT:
+            self._streams.clear()
+        row = self._db.execute("SELECT id FROM streams WHERE stream = ?",
+                               (record.stream,)).fetchone()
+        if row is None:
+            cursor = self._db.execute(
+                "INSERT INTO streams (stream, session_id, started, first_seq) VALUES (?, ?, ?, ?)",
+                (record.stream, session_id, record.started, record.seq))
+            stream_id = int(cursor.lastrowid or 0)
+        else:
+            stream_id = int(row[0])
+        self._streams[record.stream] = stream_id
+        return stream_id
+
+    # -- pruning -----------------------------------------------------------------------
+
+    def _prune(self, now: float) -> None:
+        """Delete the oldest completed streams while over disk_bytes, or older than max_age."""
+        config = self.config
+        try:
+            if now - self._last_age_prune >= AGE_PRUNE_INTERVAL:
+                self._last_age_prune = now
+                self._delete_streams("started < ?", (now - config.max_age,))
+                self._forget_sessions(now - config.max_age)
+            if self.stored_bytes > config.disk_bytes:
+                target = int(config.disk_bytes * PRUNE_TO)
+                while self.stored_bytes > target:
+                    if not self._delete_streams("1", (), until=target):
+                        break
+        except sqlite3.Error as exc:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            logger.error("cannot prune the history file {}: {}", self.path, exc)
+            self.last_error = str(exc)
+
+    def _delete_streams(self, where: str, params: tuple[Any, ...],
+                        until: int | None = None) -> int:
+        """Delete completed streams matching ``where``, oldest first; how many were."""
+        deleted = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, session_id, first_seq, final_seq, bytes FROM streams"
+                f" WHERE ended IS NOT NULL AND {where} ORDER BY id LIMIT {PRUNE_BATCH}",
+                params).fetchall()
+            if until is not None:
+                keep, total = [], self.stored_bytes
+                for row in rows:
+                    if total <= until:
+                        break
+                    keep.append(row)
+                    total -= row[4]
+                rows = keep
+            if not rows:
+                return deleted
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "DELETE FROM messages WHERE session_id = ? AND seq BETWEEN ? AND ?"
+                " AND stream_id = ?", [(r[1], r[2], r[3], r[0]) for r in rows])
+            self._db.executemany("DELETE FROM streams WHERE id = ?", [(r[0],) for r in rows])
+            self._db.execute("COMMIT")
+            self.stored_bytes -= sum(r[4] for r in rows)
+            deleted += len(rows)
+            if until is not None and self.stored_bytes <= until:
+                return deleted
+
+    def _forget_sessions(self, before: float) -> None:
+        """Delete sessions unused since ``before`` with no stream left, raising seq_floor."""
+        db = self._db
+        condition = ("used < ? AND NOT EXISTS (SELECT 1 FROM streams s"
+                     " WHERE s.session_id = sessions.id)")
+        db.execute("BEGIN")
+        (highest,) = db.execute(f"SELECT max(seq) FROM sessions WHERE {condition}",
+                                (before,)).fetchone()
+        if highest is None:
+            db.execute("COMMIT")
+            return
+        floor = max(self.seq_floor, int(highest))
+        db.execute(f"DELETE FROM sessions WHERE {condition}", (before,))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(floor),))
+        db.execute("COMMIT")
+        self.seq_floor = floor
+        self._sessions.clear()
