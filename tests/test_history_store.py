@@ -32,7 +32,7 @@ def _push(store: HistoryStore, session: str, number: int, seq: int, pieces: int,
           started: float | None = None, size: int = 10) -> int:
     """Record one stream of ``pieces`` messages and its final; the next seq."""
     stream = f"{session}/{number}"
-    for n in range(pieces):
+    for _ in range(pieces):
         store.record(session, seq, number, stream, _message(session, stream, seq, "x" * size),
                      started, None)
         seq += 1

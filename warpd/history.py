@@ -170,7 +170,8 @@ class HistoryReader:
         whole), case-insensitively for ASCII letters; streams still live match
         on the start of their answer only.
         """
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if session is not None:
             where.append("s.session_id = (SELECT id FROM sessions WHERE name = ?)")
             params.append(session)
