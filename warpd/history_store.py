@@ -24,11 +24,14 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 from loguru import logger
 
 from warpd.config import HistoryConfig
 from warpd.errors import StoreError
 from warpd.history import SCHEMA, SCHEMA_VERSION, HistoryReader, connect, prepare_state_dir
+from warpd.mirror import StreamMirror
+from warpd.protocol import BlocksMessage, StreamMessage, decode_server_message
 
 # The writer commits at most this long after a message was queued (seconds).
 COMMIT_INTERVAL = 0.05
@@ -53,6 +56,55 @@ class StreamEnd(NamedTuple):
     outcome: str
     usage: str | None  # JSON
     text: str
+
+
+# How much of the answer ``warpd log`` shows (characters).
+TEXT_CHARS = 200
+
+
+def stream_end(message: StreamMessage) -> StreamEnd:
+    """What the history file keeps about a stream from its final message."""
+    if message.aborted:
+        outcome = f"aborted: {message.abort_reason or 'no reason given'}"
+    else:
+        outcome = message.finish_reason or "complete"
+    text = ""
+    for block in message.blocks:
+        if block.type == "text" and block.text:
+            text = block.text
+            break
+    if not text:
+        for block in message.blocks:
+            if block.type == "tool_call" and block.tool is not None:
+                function = block.tool.function
+                text = f"{function.name}({function.arguments})"
+                break
+            if block.type == "error" and block.error is not None:
+                text = f"error: {block.error.message}"
+                break
+    usage = msgspec.json.encode(message.usage).decode() if message.usage else None
+    return StreamEnd(message.model, outcome, usage, text[:TEXT_CHARS])
+
+
+def unfinished_finals(reader: HistoryReader, reason: str) -> list[BlocksMessage]:
+    """The aborted final message of each stream the file holds no end of, from its messages.
+
+    Every block whole and complete, those cut short marked ``truncated``
+    (see :meth:`StreamMirror.aborted`); in the order the streams started.
+    """
+    finals = []
+    for session, stream in reader.unfinished():
+        mirror = StreamMirror()
+        applied = False
+        for _, data in reader.stream_messages(stream):
+            message = decode_server_message(data)
+            if isinstance(message, StreamMessage):
+                mirror.apply(message)
+                applied = True
+        if not applied:
+            continue
+        finals.append(mirror.aborted(session, stream, reason))
+    return finals
 
 
 class _Record(NamedTuple):

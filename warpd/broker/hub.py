@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from warpd.blocks import BlockAssembler, is_final
 from warpd.broker.link import RedisLink
@@ -30,6 +30,9 @@ from warpd.broker.mirror import StreamMirror
 from warpd.config import Config
 from warpd.daemon.hub import Hub, Session, Subscriber
 from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
+
+if TYPE_CHECKING:
+    from warpd.history_store import HistoryStore
 
 
 class MirroredStream:
@@ -55,12 +58,39 @@ class RedisHub(Hub):
     :meth:`publish_reply` for the bytes to send back to the producer.
     """
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
+    def __init__(self, config: Config, store: HistoryStore | None = None) -> None:
+        super().__init__(config, store)
         self.mirror = StreamMirror()
         # Stream ids must be unique among every daemon sharing the sessions.
         self.node = secrets.token_hex(3)
+        self._own = f".{self.node}"
         self.link = RedisLink(self)
+
+    # A session's seq comes from Redis, loaded when the daemon (re)joins: one
+    # forgotten here would come back at seq 0 until its next message. So
+    # idle sessions go only when room is needed, or after history.max_age.
+    forget_empty = False
+
+    def _known_state(self, name: str) -> tuple[int, int]:
+        # Seq numbers come from Redis (load_session), never from the history file.
+        return 0, 0
+
+    def recover(self) -> list[str]:
+        """End, in the history file only, the streams it holds no end of.
+
+        In the cluster, the other daemons ended them when this one stopped
+        answering (see docs/scaling.md); here they are only marked aborted,
+        so ``warpd log`` does not show them live forever.
+        """
+        from warpd.history_store import stream_end, unfinished_finals
+
+        if self.store is None:
+            return []
+        finals = unfinished_finals(self.store.reader, "the daemon stopped")
+        for final in finals:
+            self.store.record(final.session, 0, 0, final.stream, encode(final), final.created,
+                              stream_end(final))
+        return [final.stream for final in finals]
 
     # -- producers' side -------------------------------------------------------------
 
@@ -115,11 +145,16 @@ class RedisHub(Hub):
         session = self.session(message.session)
         seq = session.seq = message.seq
         self.messages_published += 1
+        final = is_final(message)
+        if self.store is not None and message.stream.endswith(self._own):
+            # Each daemon's history file keeps the streams pushed to it.
+            self._store(session, message, data, final)
         self._remember(session, seq, data)
         self.mirror.apply(message)
-        if is_final(message):
+        if final:
             session.live.pop(message.stream, None)
             self._keep_final(session, seq, data)
+            self._mark(session)
         else:
             self._track_live(session, message.stream)
         name = session.name
@@ -161,6 +196,7 @@ class RedisHub(Hub):
             self._keep_final(session, seq, data)
         session.seq = last
         session.snapshot_cache = {}
+        self._mark(session)
 
     def resync_everyone(self, sent: dict[str, int]) -> None:
         """Make every subscriber catch up (or resync) from ``sent[session]`` (0 if absent).
@@ -189,13 +225,14 @@ class RedisHub(Hub):
             # session.live is typed for assemblers; a MirroredStream has the
             # one method the hub calls on them, snapshot().
             session.live[stream] = cast(Any, MirroredStream(self.mirror, session.name, stream))
+            self._mark(session)
 
     def broker_status(self) -> dict[str, Any]:
         """The link's state, for ``warpd status``."""
         return self.link.status()
 
 
-def make_hub(config: Config) -> Hub:
+def make_hub(config: Config, store: HistoryStore | None = None) -> Hub:
     """The hub ``config`` asks for: in memory, or shared through Redis (``[broker] url``)."""
-    return RedisHub(config) if config.broker.url else Hub(config)
+    return RedisHub(config, store) if config.broker.url else Hub(config, store)
 

@@ -21,7 +21,20 @@ a per-subscriber copy: every entry is a reference to bytes the hub encoded once.
 
 History (for resume) and kept finals (for resync and replay) are bounded per
 session by count and bytes, and all sessions together by
-``history.total_bytes``, evicting the oldest across all sessions first.
+``history.total_bytes``, evicting the oldest across all sessions first. What
+is counted is what a kept message costs in memory: its bytes plus
+:data:`KEPT_OVERHEAD` (the bytes object's header and the slots that hold it).
+
+Sessions are kept while in use (a live stream or a subscriber of their own)
+and, once idle, until what they hold has been evicted, they have been idle for
+``history.max_age`` seconds, or room is needed for a new session (the least
+recently used idle one goes). ``limits.max_sessions`` counts every kept
+session, but refuses a new one only when all of them are in use.
+
+With a :class:`~warpd.history_store.HistoryStore` (``[history] persist``),
+every published message is also queued for the history file, the epoch and
+each session's seq come from it (so they go on across restarts), and resume
+and replay reach into it when memory no longer holds what they need.
 """
 
 from __future__ import annotations
@@ -29,12 +42,16 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+import sqlite3
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warpd.blocks import BlockAssembler
+from loguru import logger
+
+from warpd.blocks import BlockAssembler, is_final
 from warpd.config import Config
 from warpd.daemon.outbox import SubscriberOutbox
 from warpd.protocol import (
@@ -44,6 +61,18 @@ from warpd.protocol import (
     StreamMessage,
     encode,
 )
+
+if TYPE_CHECKING:
+    from warpd.history_store import HistoryStore
+
+# What keeping one message costs beyond its length: the bytes object's header,
+# its slot in the session's history and in the hub's arrival order, and the
+# allocator's rounding (measured: tests/test_history.py, the RSS ratio).
+KEPT_OVERHEAD = sys.getsizeof(b"") + 2 * 8 + 8
+# A kept final also has a (seq, bytes) tuple and the seq's int.
+FINAL_OVERHEAD = KEPT_OVERHEAD + sys.getsizeof((0, b"")) + sys.getsizeof(2**40)
+# --replay reaches at most this many streams back per session.
+MAX_REPLAY = 1000
 
 _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
 
@@ -84,14 +113,16 @@ class Subscriber:
 class Session:
     """A named session: its seq counter, live streams, history and subscribers."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, seq: int = 0, streams_started: int = 0) -> None:
         self.name = name
-        self.seq = 0
-        self.streams_started = 0
+        self.seq = seq
+        self.streams_started = streams_started
         self.live: dict[str, BlockAssembler] = {}
         self.subscribers: set[Subscriber] = set()
-        # Recent messages as sent, for resume (since=SEQ): (seq, bytes).
-        self.history: deque[tuple[int, bytes]] = deque()
+        # Recent messages as sent, for resume (since=SEQ): consecutive seqs,
+        # the first being history_start. Only the bytes are kept per message.
+        self.history: deque[bytes] = deque()
+        self.history_start = 0
         self.history_bytes = 0
         # Final messages of completed streams: (seq, bytes), for resync and replay.
         self.completed: deque[tuple[int, bytes]] = deque()
@@ -99,23 +130,63 @@ class Session:
         # Snapshots of the live streams, encoded once per (seq, resync flag)
         # and shared by every subscriber that joins or resyncs meanwhile.
         self.snapshot_cache: dict[bool, tuple[int, list[bytes]]] = {}
+        # When it was last used (monotonic), and the history file's ticket of
+        # its last message.
+        self.used = time.monotonic()
+        self.ticket = 0
+        # History messages it evicted by itself whose entries are still in
+        # the hub's arrival order (they come first among its entries there).
+        self.stale_arrivals = 0
+
+    @property
+    def oldest(self) -> int:
+        """The seq of the oldest message in history (seq + 1 when it is empty)."""
+        return self.history_start if self.history else self.seq + 1
+
+    def history_after(self, after: int) -> Iterable[tuple[int, bytes]]:
+        """(seq, bytes) of the history messages after seq ``after``."""
+        start = max(0, after + 1 - self.history_start)
+        return zip(itertools.count(self.history_start + start),
+                   itertools.islice(self.history, start, None), strict=False)
 
 
-def _still_kept(session: Session, seq: int, final: bool) -> bool:
-    """Whether a session still holds the message ``seq`` (history or kept final)."""
-    kept = session.completed if final else session.history
+# An entry of the hub's arrival order: a session (its oldest history message
+# still counted there) or (session, seq) for a kept final.
+_Arrival = Session | tuple[Session, int]
+
+
+def _final_kept(session: Session, seq: int) -> bool:
+    """Whether a session still keeps the final message ``seq``."""
     # Each session evicts from the front only, so what is kept is a suffix.
-    return bool(kept) and kept[0][0] <= seq
+    return bool(session.completed) and session.completed[0][0] <= seq
 
 
 class Hub:
-    """All sessions of one daemon. Not thread-safe: use from the event loop only."""
+    """All sessions of one daemon. Not thread-safe: use from the event loop only.
 
-    def __init__(self, config: Config) -> None:
+    ``store``: the history file, or None to keep everything in memory only.
+    """
+
+    # Whether a session that becomes idle holding nothing is forgotten at once
+    # (it can be re-created as it was: from the history file, or above the seq floor).
+    forget_empty = True
+
+    def __init__(self, config: Config, store: HistoryStore | None = None) -> None:
         self.config = config
-        # A new epoch per daemon start: seq numbers of another epoch mean nothing here.
-        self.epoch = secrets.token_hex(8)
+        self.store = store
+        # One epoch per history: the history file's (seq numbers go on across
+        # restarts), else a new one per daemon start.
+        self.epoch = store.epoch if store is not None else secrets.token_hex(8)
         self.sessions: dict[str, Session] = {}
+        # Sessions in use by nothing (no live stream, no subscriber of their
+        # own), least recently used first.
+        self._idle: dict[str, None] = {}
+        # A forgotten session's seq and stream count, until its last message
+        # is in the history file (where a new session of that name finds them).
+        self._unsaved: dict[str, tuple[int, int, int]] = {}
+        # New sessions start above every forgotten one (memory only), so a
+        # since= or a stream id from an old life of a name means nothing.
+        self._seq_floor = 0
         self._wildcard: set[Subscriber] = set()
         self.subscriber_count = 0
         self.messages_published = 0
@@ -124,21 +195,87 @@ class Hub:
         # first when over history.total_bytes. Entries already evicted by a
         # session's own bounds are skipped when they come up.
         self.history_total = 0
-        self._arrivals: deque[tuple[Session, int, bool]] = deque()
+        self._arrivals: deque[_Arrival] = deque()
         self._kept_count = 0
 
     # -- sessions and streams -----------------------------------------------
 
     def session(self, name: str) -> Session:
-        """The session called ``name``, created on first use (within the limit)."""
+        """The session called ``name``, created on first use (within the limit).
+
+        Raises HubLimitError when ``limits.max_sessions`` are kept and every
+        one of them is in use; otherwise the least recently used idle session
+        makes room.
+        """
         session = self.sessions.get(name)
         if session is None:
-            if len(self.sessions) >= self.config.limits.max_sessions:
-                raise HubLimitError(
-                    f"too many sessions ({self.config.limits.max_sessions}, limits.max_sessions)"
-                )
-            session = self.sessions[name] = Session(name)
+            limit = self.config.limits.max_sessions
+            while len(self.sessions) >= limit:
+                if not self._idle:
+                    raise HubLimitError(
+                        f"too many sessions in use ({limit}, limits.max_sessions)"
+                    )
+                self.forget(self.sessions[next(iter(self._idle))])
+            seq, streams = self._known_state(name)
+            session = self.sessions[name] = Session(name, seq, streams)
+            self._idle[name] = None
         return session
+
+    def _known_state(self, name: str) -> tuple[int, int]:
+        """Where a session that is not in memory starts: (seq, streams started)."""
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            return unsaved[0], unsaved[1]
+        store = self.store
+        if store is None:
+            return self._seq_floor, self._seq_floor
+        try:
+            state = store.reader.session_state(name)
+        except sqlite3.Error as exc:
+            logger.error("cannot read the history file: {}", exc)
+            state = None
+        if state is None:
+            floor = max(store.seq_floor, self._seq_floor)
+            return floor, floor
+        return state
+
+    def _mark(self, session: Session) -> None:
+        """Note that a session was used; it goes (back) to the idle list if nothing holds it."""
+        session.used = time.monotonic()
+        name = session.name
+        self._idle.pop(name, None)
+        if not session.live and not session.subscribers and name in self.sessions:
+            if session.history or session.completed or not self.forget_empty:
+                self._idle[name] = None
+            else:
+                # Nothing to keep it for (e.g. a subscriber came and went).
+                self.forget(session)
+
+    def forget(self, session: Session) -> None:
+        """Drop an idle session from memory; the history file (if any) still has it."""
+        while session.history:
+            self._evict_history(session)
+        while session.completed:
+            self._evict_final(session)
+        name = session.name
+        del self.sessions[name]
+        self._idle.pop(name, None)
+        self._seq_floor = max(self._seq_floor, session.seq, session.streams_started)
+        store = self.store
+        if store is not None and session.ticket > store.committed:
+            self._unsaved[name] = (session.seq, session.streams_started, session.ticket)
+
+    def expire(self) -> None:
+        """Forget sessions idle for longer than ``history.max_age``; call now and then."""
+        cutoff = time.monotonic() - self.config.history.max_age
+        while self._idle:
+            session = self.sessions[next(iter(self._idle))]
+            if session.used > cutoff:
+                break
+            self.forget(session)
+        if self._unsaved and self.store is not None:
+            committed = self.store.committed
+            self._unsaved = {k: v for k, v in self._unsaved.items() if v[2] > committed}
 
     def new_stream_id(self, name: str) -> str:
         """A fresh stream id in session ``name`` (``name/N``), within the live-stream limit."""
@@ -154,7 +291,9 @@ class Hub:
 
     def stream_started(self, assembler: BlockAssembler) -> None:
         """Register a live stream, so late joiners get its snapshot."""
-        self.session(assembler.session).live[assembler.stream] = assembler
+        session = self.session(assembler.session)
+        session.live[assembler.stream] = assembler
+        self._mark(session)
 
     def publish(self, message: BlocksMessage) -> bytes:
         """Number, encode once, record and fan out a message; return its bytes."""
@@ -164,10 +303,14 @@ class Hub:
         message.epoch = self.epoch
         data = encode(message)
         self.messages_published += 1
+        final = is_final(message)
+        if self.store is not None:
+            self._store(session, message, data, final)
         self._remember(session, seq, data)
-        if message.complete and not message.streaming:
+        if final:
             session.live.pop(message.stream, None)
             self._keep_final(session, seq, data)
+            self._mark(session)
         name = session.name
         for subscriber in session.subscribers:
             subscriber.outbox.put(name, seq, data)
@@ -175,13 +318,33 @@ class Hub:
             subscriber.outbox.put(name, seq, data)
         return data
 
+    def _store(self, session: Session, message: StreamMessage, data: bytes, final: bool) -> None:
+        """Queue a published message for the history file (never waits on the disk)."""
+        from warpd.history_store import stream_end
+
+        assert self.store is not None
+        ticket = self.store.record(
+            session.name, message.seq, session.streams_started, message.stream, data,
+            message.created, stream_end(message) if final else None,
+        )
+        if ticket:
+            session.ticket = ticket
+
     def _remember(self, session: Session, seq: int, data: bytes) -> None:
         history = session.history
-        history.append((seq, data))
-        session.history_bytes += len(data)
-        self.history_total += len(data)
+        if history and seq != session.history_start + len(history):
+            # Not the next seq (a broker reload): nothing before it can be
+            # resumed across the gap.
+            while history:
+                self._evict_history(session)
+        if not history:
+            session.history_start = seq
+        history.append(data)
+        cost = len(data) + KEPT_OVERHEAD
+        session.history_bytes += cost
+        self.history_total += cost
         self._kept_count += 1
-        self._arrivals.append((session, seq, False))
+        self._arrivals.append(session)
         limits = self.config.history
         while history and (
             len(history) > limits.messages or session.history_bytes > limits.bytes
@@ -191,45 +354,99 @@ class Hub:
 
     def _keep_final(self, session: Session, seq: int, data: bytes) -> None:
         session.completed.append((seq, data))
-        session.completed_bytes += len(data)
-        self.history_total += len(data)
+        cost = len(data) + FINAL_OVERHEAD
+        session.completed_bytes += cost
+        self.history_total += cost
         self._kept_count += 1
-        self._arrivals.append((session, seq, True))
+        self._arrivals.append((session, seq))
         while len(session.completed) > self.config.history.completed_streams:
             self._evict_final(session)
         self._within_total()
 
-    def _evict_history(self, session: Session) -> None:
-        _, old = session.history.popleft()
-        session.history_bytes -= len(old)
-        self.history_total -= len(old)
+    def _evict_history(self, session: Session, *, stale: bool = True) -> None:
+        """Drop the session's oldest history message.
+
+        ``stale``: its entry in the arrival order stays behind (the session
+        evicts by its own bounds); False when that entry is what is evicting.
+        """
+        old = session.history.popleft()
+        session.history_start += 1
+        cost = len(old) + KEPT_OVERHEAD
+        session.history_bytes -= cost
+        self.history_total -= cost
         self._kept_count -= 1
+        session.stale_arrivals += stale
 
     def _evict_final(self, session: Session) -> None:
         _, old = session.completed.popleft()
-        session.completed_bytes -= len(old)
-        self.history_total -= len(old)
+        cost = len(old) + FINAL_OVERHEAD
+        session.completed_bytes -= cost
+        self.history_total -= cost
         self._kept_count -= 1
 
     def _within_total(self) -> None:
         """Evict the oldest history messages and kept finals, across sessions, while over."""
         total = self.config.history.total_bytes
         arrivals = self._arrivals
+        emptied: list[Session] = []
         while self.history_total > total and arrivals:
-            session, seq, final = arrivals.popleft()
-            kept = session.completed if final else session.history
-            if kept and kept[0][0] == seq:
-                if final:
-                    self._evict_final(session)
-                else:
-                    self._evict_history(session)
-        # Entries of messages a session already evicted by itself are stale;
-        # rebuild the index when they outnumber the live ones, so it stays
+            entry = arrivals.popleft()
+            if isinstance(entry, Session):
+                if entry.stale_arrivals:
+                    entry.stale_arrivals -= 1
+                    continue
+                self._evict_history(entry, stale=False)
+                session = entry
+            else:
+                session, seq = entry
+                if not (session.completed and session.completed[0][0] == seq):
+                    continue
+                self._evict_final(session)
+            if not session.history and not session.completed:
+                emptied.append(session)
+        # Idle sessions left with nothing are forgotten.
+        for session in emptied if self.forget_empty else ():
+            if session.name in self._idle and self.sessions.get(session.name) is session:
+                self.forget(session)
+        # Stale entries (messages a session already evicted by itself) are
+        # dropped when they outnumber the live ones, so the order stays
         # proportional to what is kept (amortised O(1) per message).
         if len(arrivals) > 2 * self._kept_count + 64:
-            self._arrivals = deque(
-                entry for entry in arrivals if _still_kept(*entry)
-            )
+            kept: deque[_Arrival] = deque()
+            for entry in arrivals:
+                if isinstance(entry, Session):
+                    if entry.stale_arrivals:
+                        entry.stale_arrivals -= 1
+                        continue
+                elif not _final_kept(*entry):
+                    continue
+                kept.append(entry)
+            self._arrivals = kept
+
+    def recover(self) -> list[str]:
+        """Complete as aborted the streams the history file holds no end of.
+
+        Call once at start-up, before serving: they were live when the
+        daemon stopped without ending them (a crash, SIGKILL, power loss).
+        Each gets its final message from what reached the file, published
+        like any other. Messages sent after the last commit were lost, so
+        each such session's seq skips ahead past any number they could have
+        used. Returns the ids of the streams completed.
+        """
+        from warpd.history_store import QUEUE_MESSAGES, unfinished_finals
+
+        if self.store is None:
+            return []
+        done = []
+        skipped: set[str] = set()
+        for final in unfinished_finals(self.store.reader, "the daemon stopped"):
+            session = self.session(final.session)
+            if final.session not in skipped:
+                skipped.add(final.session)
+                session.seq += QUEUE_MESSAGES + 1
+            self.publish(final)
+            done.append(final.stream)
+        return done
 
     # -- subscribers ----------------------------------------------------------
 
@@ -271,11 +488,12 @@ class Hub:
         if since is not None and not same_epoch:
             # In the user's words: a different epoch means a restart.
             resume_failed = "the daemon restarted; history before it is gone"
-        plan: list[tuple[Session, int | None]] = []
+        plan: list[tuple[Session, int | None, list[tuple[int, bytes]]]] = []
         for session in sessions:
             after = None if since is None else since.get(session.name, since.get("*"))
+            stored: list[tuple[int, bytes]] = []
             if after is not None and resume_failed is None:
-                oldest = session.history[0][0] if session.history else session.seq + 1
+                oldest = session.oldest
                 if after > session.seq:
                     # Ahead of the session: seq numbers from another life of it.
                     resume_failed = (
@@ -283,11 +501,15 @@ class Hub:
                         f"(its last is {session.seq})"
                     )
                 elif after < session.seq and oldest > after + 1:
-                    resume_failed = (
-                        f"the history of session {session.name!r} no longer reaches back "
-                        f"to message {after} (it starts at {oldest})"
-                    )
-            plan.append((session, after))
+                    found = self._stored_after(session, after, oldest)
+                    if found is None:
+                        resume_failed = (
+                            f"the history of session {session.name!r} no longer reaches back "
+                            f"to message {after} (it starts at {oldest})"
+                        )
+                    else:
+                        stored = found
+            plan.append((session, after, stored))
         hello = HelloMessage(
             epoch=self.epoch,
             sessions=sorted(wanted),
@@ -295,9 +517,10 @@ class Hub:
             resume_failed=resume_failed,
         )
         outbox.put("", 0, encode(hello))
-        for session, after in plan:
+        replay = min(replay, MAX_REPLAY)
+        for session, after, stored in plan:
             resuming = after is not None and resume_failed is None
-            finals: list[tuple[int, bytes]] = list(session.completed)[-replay:] if replay else []
+            finals = self._last_finals(session, replay) if replay else []
             if resuming:
                 # History replays what came after ``after``, finals included.
                 finals = [(seq, data) for seq, data in finals if seq <= (after or 0)]
@@ -306,14 +529,14 @@ class Hub:
                 # completed since ``after`` may still be kept: send them, as a
                 # resync would, so no stream's end goes missing.
                 replayed = {seq for seq, _ in finals}
-                missed = [(q, d) for q, d in session.completed if q > after and q not in replayed]
+                missed = [(q, d) for q, d in self._finals_since(session, after)
+                          if q not in replayed]
                 finals = sorted(finals + missed, key=lambda final: final[0])
             for seq, data in finals:
                 outbox.put(session.name, seq, data, force=True)
             if resuming:
-                for seq, data in session.history:
-                    if seq > (after or 0):
-                        outbox.put(session.name, seq, data, force=True)
+                for seq, data in itertools.chain(stored, session.history_after(after or 0)):
+                    outbox.put(session.name, seq, data, force=True)
             else:
                 for snapshot in self._snapshots(session, resync=False):
                     outbox.put(session.name, session.seq, snapshot, force=True)
@@ -323,8 +546,52 @@ class Hub:
         else:
             for session in sessions:
                 session.subscribers.add(subscriber)
+                self._mark(session)
         self.subscriber_count += 1
         return subscriber
+
+    def _stored_after(
+        self, session: Session, after: int, before: int
+    ) -> list[tuple[int, bytes]] | None:
+        """The messages between ``after`` and ``before`` from the history file, if all are there.
+
+        Bounded by ``history.bytes``, like what memory keeps of a session.
+        """
+        if self.store is None:
+            return None
+        try:
+            return self.store.reader.messages_after(
+                session.name, after, before, self.config.history.bytes
+            )
+        except sqlite3.Error as exc:
+            logger.error("cannot read the history file: {}", exc)
+            return None
+
+    def _last_finals(self, session: Session, count: int) -> list[tuple[int, bytes]]:
+        """The final messages of the session's last ``count`` completed streams, oldest first."""
+        kept = list(session.completed)[-count:]
+        if len(kept) >= count or self.store is None:
+            return kept
+        before = kept[0][0] if kept else session.seq + 1
+        try:
+            older = self.store.reader.finals(session.name, count - len(kept), before)
+        except sqlite3.Error as exc:
+            logger.error("cannot read the history file: {}", exc)
+            older = []
+        return older + kept
+
+    def _finals_since(self, session: Session, after: int) -> list[tuple[int, bytes]]:
+        """Finals of streams that completed after seq ``after`` (memory, then the file)."""
+        kept = [(q, d) for q, d in session.completed if q > after]
+        oldest_kept = session.completed[0][0] if session.completed else session.seq + 1
+        if self.store is None or oldest_kept <= after + 1:
+            return kept
+        try:
+            older = self.store.reader.finals(session.name, MAX_REPLAY, oldest_kept)
+        except sqlite3.Error as exc:
+            logger.error("cannot read the history file: {}", exc)
+            older = []
+        return [(q, d) for q, d in older if q > after] + kept
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Remove a subscriber (idempotent)."""
@@ -338,6 +605,7 @@ class Hub:
             session = self.sessions.get(name)
             if session is not None and subscriber in session.subscribers:
                 session.subscribers.discard(subscriber)
+                self._mark(session)
                 removed = True
         if removed:
             self.subscriber_count -= 1
@@ -367,11 +635,8 @@ class Hub:
             if last >= session.seq and session.name not in touched:
                 continue
             name = session.name
-            history = session.history
-            if history and history[0][0] <= last + 1:
-                # Seqs in history are consecutive: skip straight to last + 1.
-                start = last + 1 - history[0][0]
-                for seq, data in itertools.islice(history, start, None):
+            if session.history and session.history_start <= last + 1:
+                for seq, data in session.history_after(last):
                     outbox.put(name, seq, data, force=True)
                 caught_up = True
                 continue
@@ -411,6 +676,18 @@ class Hub:
 
     # -- status ----------------------------------------------------------------
 
+    def summary(self) -> dict[str, Any]:
+        """What the hub keeps, for ``warpd status``: sessions, history in memory, the file."""
+        return {
+            "sessions": len(self.sessions),
+            "sessions_in_use": len(self.sessions) - len(self._idle),
+            "max_sessions": self.config.limits.max_sessions,
+            "messages": self._kept_count,
+            "bytes": self.history_total,
+            "total_bytes": self.config.history.total_bytes,
+            "store": self.store.status() if self.store is not None else None,
+        }
+
     def status(self) -> list[dict[str, Any]]:
         """Per-session figures for ``warpd status``."""
         now = time.monotonic()
@@ -423,6 +700,7 @@ class Hub:
                     "seq": session.seq,
                     "live_streams": sorted(session.live),
                     "streams_started": session.streams_started,
+                    "idle": session.name in self._idle,
                     "history_messages": len(session.history),
                     "history_bytes": session.history_bytes,
                     "completed_kept": len(session.completed),
