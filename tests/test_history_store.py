@@ -14,9 +14,9 @@ import msgspec
 import pytest
 
 from warpd.config import HistoryConfig
+from warpd.daemon.history_store import HistoryStore, StreamEnd
 from warpd.errors import StoreError
 from warpd.history import HistoryReader, connect
-from warpd.history_store import HistoryStore, StreamEnd
 
 
 def _message(session: str, stream: str, seq: int, text: str, final: bool = False) -> bytes:

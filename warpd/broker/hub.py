@@ -32,7 +32,7 @@ from warpd.daemon.hub import Hub, Session, Subscriber
 from warpd.protocol import BlocksMessage, SnapshotMessage, StreamMessage, encode
 
 if TYPE_CHECKING:
-    from warpd.history_store import HistoryStore
+    from warpd.daemon.history_store import HistoryStore
 
 
 class MirroredStream:
@@ -82,7 +82,7 @@ class RedisHub(Hub):
         answering (see docs/scaling.md); here they are only marked aborted,
         so ``warpd log`` does not show them live forever.
         """
-        from warpd.history_store import stream_end, unfinished_finals
+        from warpd.daemon.history_store import stream_end, unfinished_finals
 
         if self.store is None:
             return []

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["SubscriberOutbox"]
+__all__ = ["Subscriber", "SubscriberOutbox"]
 
 
 class SubscriberOutbox:
@@ -81,3 +81,22 @@ class SubscriberOutbox:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+class Subscriber:
+    """One subscribe connection: the sessions it follows and its outbox."""
+
+    def __init__(self, conn_id: str, sessions: frozenset[str], outbox: SubscriberOutbox) -> None:
+        self.conn_id = conn_id
+        self.sessions = sessions
+        self.wildcard = "*" in sessions
+        self.outbox = outbox
+        # The seq of the last message handed to the writer, per session: what
+        # a resync must make up for.
+        self.sent_seq: dict[str, int] = {}
+        self.resyncs = 0
+        self.catchups = 0
+        self.connected_at = time.monotonic()
+
+    def follows(self, session: str) -> bool:
+        return self.wildcard or session in self.sessions

@@ -22,15 +22,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from loguru import logger
 
+from warpd.broker.mirror import StreamMirror
 from warpd.config import HistoryConfig
 from warpd.errors import StoreError
 from warpd.history import SCHEMA, SCHEMA_VERSION, HistoryReader, connect, prepare_state_dir
-from warpd.mirror import StreamMirror
 from warpd.protocol import BlocksMessage, StreamMessage, decode_server_message
 
 # The writer commits at most this long after a message was queued (seconds).
@@ -57,6 +57,8 @@ class StreamEnd(NamedTuple):
     usage: str | None  # JSON
     text: str
 
+
+_T = TypeVar("_T")
 
 # How much of the answer ``warpd log`` shows (characters).
 TEXT_CHARS = 200
@@ -227,6 +229,36 @@ class HistoryStore:
             if len(self._pending) == 1:
                 self._cond.notify()
             return self.queued
+
+    # Reads for the hub, on the reader's own connection (WAL: never waits for
+    # the writer). A failing read is logged and taken as "not in the file".
+
+    def session_state(self, name: str) -> tuple[int, int] | None:
+        """A session's last seq and stream count in the file, or None."""
+        try:
+            return self.reader.session_state(name)
+        except sqlite3.Error as exc:
+            return self._read_failed(exc, None)
+
+    def messages_after(
+        self, session: str, after: int, before: int, max_bytes: int
+    ) -> list[tuple[int, bytes]] | None:
+        """See :meth:`HistoryReader.messages_after`."""
+        try:
+            return self.reader.messages_after(session, after, before, max_bytes)
+        except sqlite3.Error as exc:
+            return self._read_failed(exc, None)
+
+    def finals(self, session: str, count: int, before: int) -> list[tuple[int, bytes]]:
+        """See :meth:`HistoryReader.finals`."""
+        try:
+            return self.reader.finals(session, count, before)
+        except sqlite3.Error as exc:
+            return self._read_failed(exc, [])
+
+    def _read_failed(self, exc: sqlite3.Error, fallback: _T) -> _T:
+        logger.error("cannot read the history file {}: {}", self.path, exc)
+        return fallback
 
     def status(self) -> dict[str, Any]:
         """For ``warpd status``: the file, what it holds, how the writer is doing."""
