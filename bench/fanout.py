@@ -218,7 +218,9 @@ class Server:
         self.path = os.path.join(directory, f"{kind}.sock")
         if kind == "warpd":
             config = Path(directory, "config.toml")
-            config.write_text('[log]\nlevel = "WARNING"\n')
+            # The history file (on, as by default) in the run's directory.
+            history = Path(directory, "history.sqlite3")
+            config.write_text(f'[log]\nlevel = "WARNING"\n[history]\npath = "{history}"\n')
             args = [
                 "-m",
                 "warpd",

@@ -72,7 +72,8 @@ class Daemon:
     def __init__(self, directory: str, name: str, broker_url: str = "") -> None:
         self.path = os.path.join(directory, f"{name}.sock")
         config = Path(directory, f"{name}.toml")
-        text = '[log]\nlevel = "WARNING"\n'
+        history = Path(directory, f"{name}.sqlite3")
+        text = f'[log]\nlevel = "WARNING"\n[history]\npath = "{history}"\n'
         if broker_url:
             text += f'[broker]\nurl = "{broker_url}"\n'
         config.write_text(text)

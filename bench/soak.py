@@ -243,7 +243,8 @@ bytes = 1048576
 def _start_daemon(workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     sock = workdir / "warpd.sock"
     config = workdir / "config.toml"
-    config.write_text(SOAK_CONFIG)
+    # The history file in the run's directory, not the user's state directory.
+    config.write_text(SOAK_CONFIG + f'path = "{workdir / 'history.sqlite3'}"\n')
     log = (workdir / "daemon.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "warpd", "serve", "--listen", f"unix:{sock}",

@@ -52,6 +52,8 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env.update(
         XDG_RUNTIME_DIR=str(runtime),
         XDG_CONFIG_HOME=str(home / "config"),
+        # The history file too: no test writes to the real home.
+        XDG_STATE_HOME=str(home / "state"),
         PYTHONPATH=str(ROOT),
         NO_COLOR="1",
     )
@@ -165,7 +167,9 @@ class Daemon(ServeProcess):
             config_path = workdir / "config.toml"
             config_path.write_text(config)
             args += ["--config", str(config_path)]
-        env = {**os.environ, "WARPD_ADDR": self.address, "NO_COLOR": "1"}
+        # Its history file in workdir (state/warpd/history.sqlite3), never the real home's.
+        env = {**os.environ, "WARPD_ADDR": self.address, "NO_COLOR": "1",
+               "XDG_STATE_HOME": str(workdir / "state")}
         super().__init__(workdir, *args, *extra, env=env, log_name=log_name)
         self._wait_accepting()
 

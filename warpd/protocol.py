@@ -165,6 +165,9 @@ class StatusMessage(msgspec.Struct, tag="status", tag_field="type", omit_default
     sessions: list[dict[str, Any]]
     # With [broker] url: the Redis connection's state (see docs/scaling.md).
     broker: dict[str, Any] | None = None
+    # What is kept: sessions (in use, idle), history in memory (messages,
+    # bytes as counted against [history] total_bytes) and the history file.
+    history: dict[str, Any] | None = None
 
 
 class ReloadMessage(msgspec.Struct, tag="reload", tag_field="type", omit_defaults=True):

@@ -31,7 +31,7 @@ from websockets.asyncio.server import ServerConnection
 
 from warpd import __version__
 from warpd.address import Address, parse_address
-from warpd.config import Config, default_socket_path, load_config
+from warpd.config import Config, default_socket_path, history_path, load_config
 from warpd.daemon.hub import Hub
 from warpd.daemon.listeners import Listeners
 from warpd.daemon.logs import configure_logging
@@ -45,11 +45,12 @@ from warpd.daemon.routes import (
 )
 from warpd.daemon.sdnotify import SystemdNotifier
 from warpd.daemon.subscribers import Subscribers
-from warpd.errors import ConfigError
+from warpd.errors import ConfigError, StoreError
 from warpd.protocol import BlocksMessage, ReloadMessage, StatusMessage, encode
 
 if TYPE_CHECKING:
     from warpd.broker.hub import RedisHub
+    from warpd.daemon.history_store import HistoryStore
 
 __all__ = ["STATUS_PERIOD", "Server", "under_systemd"]
 
@@ -101,8 +102,12 @@ class Server:
                 ) from None
             from warpd.broker.hub import RedisHub
 
-            self._redis = RedisHub(config)
-        self.hub: Hub = self._redis or Hub(config)
+        # [history] persist: the history file, or memory only when it cannot be used.
+        self._store_error: str | None = None
+        store = self._open_store(config) if config.history.persist else None
+        if config.broker.url:
+            self._redis = RedisHub(config, store)
+        self.hub: Hub = self._redis or Hub(config, store)
         self.started = time.monotonic()
         self.listeners = Listeners(config, self.handle)
         self.producers = Producers(self.hub, self._publish_reply)
@@ -110,6 +115,24 @@ class Server:
         self._conn_ids = itertools.count(1)
         self._stop: asyncio.Event | None = None
         self._signals = 0
+
+    def _open_store(self, config: Config) -> HistoryStore | None:
+        """The history file, or None (said clearly in the log) when it cannot be used."""
+        from warpd.daemon.history_store import HistoryStore
+
+        path = history_path(config)
+        try:
+            store = HistoryStore.open(path, config.history, own_dir=not config.history.path)
+        except StoreError as exc:
+            self._store_error = str(exc)
+            logger.error(
+                "{}: running with history in memory only (nothing is kept across restarts); "
+                "move the file aside or fix its directory, or set [history] persist = false",
+                exc,
+            )
+            return None
+        logger.info("history file {}", path)
+        return store
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -208,6 +231,14 @@ class Server:
         if new.broker != old.broker:
             logger.warning("the [broker] section changes only when warpd restarts")
             new = msgspec.structs.replace(new, broker=old.broker)
+        if (new.history.persist, new.history.path) != (old.history.persist, old.history.path):
+            logger.warning("[history] persist and path change only when warpd restarts")
+            history = msgspec.structs.replace(
+                new.history, persist=old.history.persist, path=old.history.path
+            )
+            new = msgspec.structs.replace(new, history=history)
+        if self.hub.store is not None:
+            self.hub.store.config = new.history
         if new.log.level != old.log.level:
             configure_logging(new.log.level)
         self.config = self.hub.config = listeners.config = new
@@ -257,6 +288,13 @@ class Server:
         """
         if self._redis is not None:
             await self._redis.link.start()
+        # Before anyone connects: streams the last run left unfinished end now.
+        recovered = self.hub.recover()
+        if recovered:
+            logger.warning(
+                "completed {} stream(s) as aborted that were live when the daemon last "
+                "stopped without ending them: {}", len(recovered), " ".join(recovered[:20]),
+            )
         self.addresses = await self.listeners.start(self.addresses, self._explicit_listen)
 
     async def shutdown(self) -> None:
@@ -300,6 +338,9 @@ class Server:
         self.listeners.remove_sockets()
         if self._redis is not None:
             await self._redis.link.stop()
+        if self.hub.store is not None:
+            # Everything published, the aborted finals included, reaches the file.
+            await asyncio.to_thread(self.hub.store.close)
         logger.info("stopped")
 
     async def _sweep(self) -> None:
@@ -311,6 +352,7 @@ class Server:
             now = time.monotonic()
             self.producers.sweep(now)
             self.subscribers.sweep(now)
+            self.hub.expire()
 
     # -- connections --------------------------------------------------------------
 
@@ -348,4 +390,5 @@ class Server:
             listen=[str(a) for a in self.addresses],
             sessions=self.hub.status(),
             broker=self._redis.broker_status() if self._redis is not None else None,
+            history={**self.hub.summary(), "store_error": self._store_error},
         )
