@@ -1,4 +1,4 @@
-"""``warpd``: serve, push, subscribe, convert, status, service.
+"""``warpd``: serve, push, subscribe, convert, status, log, show, service.
 
 Each command reports a user's mistake (bad option, bad input, no daemon) as
 one line on stderr and a non-zero exit status, never a traceback.
@@ -36,6 +36,8 @@ COMMANDS = {
     "demo": ("demo", "push example streams to a session, to watch with warpd subscribe"),
     "status": ("status", "show the daemon's sessions and subscribers"),
     "reload": ("reload", "ask the running daemon to re-read its configuration"),
+    "log": ("history", "list past streams from the history file"),
+    "show": ("history", "show one past stream: rendered, as text, JSON lines or Markdown"),
     "service": ("service", "install or remove the systemd user units"),
 }
 

@@ -1,0 +1,217 @@
+"""``warpd log`` and ``warpd show``: past streams, read from the history file.
+
+Both read the file directly (a read-only SQLite connection), so they work
+whether a daemon is running or not; a running daemon's last commit is at
+most a fraction of a second old. The file is the one the config names
+(``[history] path``, by default ``$XDG_STATE_HOME/warpd/history.sqlite3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from warpd.cli.output import terminal_safe_json
+from warpd.config import history_path, load_config
+from warpd.errors import UserError
+from warpd.history import HistoryReader, StreamRow, clear, connect, tokens
+from warpd.render.untrusted import neutralise
+
+# Characters of the answer a `warpd log` line shows.
+LINE_TEXT = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``warpd log`` or ``warpd show``, whichever ``parser`` is for."""
+    parser.add_argument("--config", type=Path,
+                        help="config file naming the history file (default: the XDG one)")
+    if parser.prog.split()[-1] == "show":
+        parser.add_argument("stream", help="the stream's id, as `warpd log` lists it")
+        parser.add_argument(
+            "--output", choices=("pretty", "text", "jsonl", "markdown"),
+            help="pretty: rendered like `warpd subscribe` (the default on a terminal); "
+            "text: the same without escape sequences; jsonl: the stored messages "
+            "(the default elsewhere); markdown: the final blocks as Markdown",
+        )
+        parser.add_argument("--no-color", action="store_true",
+                            help="pretty output without colours (also NO_COLOR)")
+        parser.set_defaults(run=run_show)
+        return
+    parser.add_argument("--session", metavar="NAME", help="only this session's streams")
+    parser.add_argument("--since", metavar="TIME",
+                        help="only streams started since TIME: 30m, 2h, 1d, or 2025-06-01[T14:00]")
+    parser.add_argument("--grep", metavar="TEXT", help="only streams whose answer contains TEXT")
+    parser.add_argument("-n", type=int, default=20, metavar="N",
+                        help="the last N streams (default 20; 0: all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per stream")
+    parser.add_argument("--clear", action="store_true",
+                        help="delete the stored streams (of --session, or all); asks first")
+    parser.add_argument("--yes", action="store_true", help="--clear without asking")
+    parser.set_defaults(run=run_log)
+
+
+def _path(args: argparse.Namespace) -> Path:
+    return history_path(load_config(args.config))
+
+
+# -- log ----------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from now (``90s``, ``30m``, ``2h``, ``1d``, ``1w``)
+    or a local date/time (ISO 8601); Unix time. UserError naming the value otherwise."""
+    now = time.time() if now is None else now
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        return now - float(match[1]) * _UNITS[match[2]]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UserError(
+            f"--since {text!r}: expected a duration like 30m, 2h or 1d, "
+            "or a date/time like 2025-06-01 or 2025-06-01T14:00"
+        ) from None
+
+
+def run_log(args: argparse.Namespace) -> int:
+    path = _path(args)
+    if args.clear:
+        return _clear(path, args)
+    if args.n < 0:
+        raise UserError("-n must not be negative")
+    since = parse_since(args.since) if args.since is not None else None
+    reader = HistoryReader(connect(path, readonly=True))
+    try:
+        rows = reader.streams(session=args.session, since=since, grep=args.grep, limit=args.n)
+    finally:
+        reader.db.close()
+    out = sys.stdout
+    if args.json:
+        encoder = msgspec.json.Encoder()
+        for row in rows:
+            out.buffer.write(terminal_safe_json(encoder.encode(row)) + b"\n")
+        return 0
+    if not rows:
+        print("no streams stored" + (" that match" if args.session or since or args.grep
+                                      else ""), file=sys.stderr)
+        return 0
+    width = max(len(row.stream) for row in rows)
+    out.write("".join(log_line(row, width) + "\n" for row in rows))
+    return 0
+
+
+def log_line(row: StreamRow, width: int = 0) -> str:
+    """One stream as ``warpd log`` shows it: time, stream (session/N), model, outcome,
+    tokens, the start of the answer — every value from the stream neutralised."""
+    when = datetime.fromtimestamp(row.started).strftime("%Y-%m-%d %H:%M:%S")
+    count = tokens(row.usage)
+    text = " ".join(row.text.split())
+    if len(text) > LINE_TEXT:
+        text = text[: LINE_TEXT - 1] + "…"
+    fields = [
+        when,
+        neutralise(row.stream).ljust(width),
+        neutralise(row.model or "-"),
+        neutralise(row.outcome),
+        f"{count} tok" if count is not None else "- tok",
+        neutralise(text),
+    ]
+    return "  ".join(fields)
+
+
+def _clear(path: Path, args: argparse.Namespace) -> int:
+    what = f"session {args.session!r}'s stored streams" if args.session else "every stored stream"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"--clear deletes {what}: confirm with --yes")
+        answer = input(f"Delete {what} from {path}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    count = clear(path, args.session)
+    print(f"deleted {count} stream(s) from {path}", file=sys.stderr)
+    return 0
+
+
+# -- show ---------------------------------------------------------------------------
+
+
+def run_show(args: argparse.Namespace) -> int:
+    path = _path(args)
+    reader = HistoryReader(connect(path, readonly=True))
+    try:
+        stored = reader.stream_messages(args.stream)
+    finally:
+        reader.db.close()
+    if not stored:
+        raise UserError(f"no stream {args.stream!r} in {path} (`warpd log` lists them)")
+    out = sys.stdout.buffer
+    output = args.output or ("pretty" if out.isatty() else "jsonl")
+    if output == "jsonl":
+        out.write(b"".join(terminal_safe_json(data) + b"\n" for _, data in stored))
+        return 0
+    from warpd.protocol import StreamMessage, decode_server_message
+
+    messages = [m for _, data in stored
+                if isinstance(m := decode_server_message(data), StreamMessage)]
+    if output == "markdown":
+        text = markdown(_whole(messages))
+        out.write((text if not out.isatty() else _neutral_lines(text)).encode())
+        return 0
+    from warpd.render import TerminalRenderer
+    from warpd.terminal import no_color_requested, terminal_size
+
+    plain = output == "text" or not out.isatty()
+    size = terminal_size(out.fileno())
+    renderer = TerminalRenderer(size.columns, size.lines,
+                                color=not no_color_requested(args.no_color), plain=plain)
+    for message in messages:
+        out.write(renderer.feed(message))
+    out.write(renderer.close())
+    return 0
+
+
+def _whole(messages: list[Any]) -> Any:
+    """The stream's final message, or (cut off and not yet completed) its state so far."""
+    last = messages[-1]
+    if last.complete and not last.streaming:
+        return last
+    from warpd.broker.mirror import StreamMirror
+
+    mirror = StreamMirror()
+    for message in messages:
+        mirror.apply(message)
+    return mirror.snapshot(last.session, last.stream)
+
+
+def markdown(message: Any) -> str:
+    """A stream's blocks as Markdown: text as is, reasoning quoted, tool calls as JSON."""
+    parts = []
+    for block in message.blocks:
+        if block.type == "text":
+            parts.append(block.text or "")
+        elif block.type == "reasoning":
+            parts.append("\n".join("> " + line for line in (block.text or "").splitlines()))
+        elif block.type == "tool_call" and block.tool is not None:
+            function = block.tool.function
+            parts.append(f"**tool call** `{function.name}`\n\n```json\n{function.arguments}\n```")
+        elif block.type == "error" and block.error is not None:
+            parts.append(f"**error** ({block.error.source}): {block.error.message}")
+    if message.aborted:
+        parts.append(f"*aborted: {message.abort_reason or 'no reason given'}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def _neutral_lines(text: str) -> str:
+    """Markdown bound for a terminal: each line neutralised (newlines kept)."""
+    return "\n".join(neutralise(line) for line in text.split("\n"))
