@@ -244,7 +244,8 @@ def _start_daemon(workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     sock = workdir / "warpd.sock"
     config = workdir / "config.toml"
     # The history file in the run's directory, not the user's state directory.
-    config.write_text(SOAK_CONFIG + f'path = "{workdir / 'history.sqlite3'}"\n')
+    history = workdir / "history.sqlite3"
+    config.write_text(SOAK_CONFIG + f'path = "{history}"\n')
     log = (workdir / "daemon.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "warpd", "serve", "--listen", f"unix:{sock}",

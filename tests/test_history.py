@@ -33,7 +33,6 @@ from tests.delivery import (
     read_until,
     rss_kib,
     status,
-    wait_for,
     wait_for_subscribers,
 )
 
