@@ -12,6 +12,7 @@ from bench.timing import machine
 BENCHMARKS = {
     "decode": "bench.decode",
     "fanout": "bench.fanout",
+    "history": "bench.history",
     "memory": "bench.memory",
     "render": "bench.render",
     "startup": "bench.startup",

@@ -297,6 +297,6 @@ def test_the_file_holds_block_messages_as_published(short_tmp: Path) -> None:
         finally:
             sub.close()
     db = sqlite3.connect(f"file:{_file(short_tmp)}?mode=ro", uri=True)
-    stored = [bytes(data) for (data,) in db.execute("SELECT data FROM messages ORDER BY seq")]
+    stored = [bytes(data) for (data,) in db.execute("SELECT data FROM messages ORDER BY key")]
     db.close()
     assert stored == lines

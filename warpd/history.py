@@ -12,8 +12,11 @@ Tables (schema version 1)::
     streams   id (arrival order), stream ("SESSION/N"), session_id, started,
               ended (NULL while live), first_seq, final_seq, model, outcome,
               usage (JSON), text (the start of the answer), bytes, messages
-    messages  id (arrival order), session_id, seq, stream_id, received, data
+    messages  key (session_id << 40 | seq), stream_id, received, data
 
+A message's key is its session's id and its seq in one integer: the table is
+one B-tree in (session, seq) order with no index beside it, so a message
+costs one insert, and a session's messages from a seq on are one range.
 ``messages.data`` is a block message exactly as subscribers got it (JSON
 bytes). ``streams`` is what ``warpd log`` needs, filled in when a stream
 completes, so listing 100,000 streams reads one small table. Times are Unix
@@ -62,15 +65,21 @@ CREATE INDEX IF NOT EXISTS streams_by_session ON streams (session_id, id);
 CREATE INDEX IF NOT EXISTS streams_by_start ON streams (started);
 CREATE INDEX IF NOT EXISTS streams_live ON streams (id) WHERE ended IS NULL;
 CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    session_id INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
+    key INTEGER PRIMARY KEY,
     stream_id INTEGER NOT NULL,
     received REAL NOT NULL,
     data BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (session_id, seq);
 """
+
+# A message's key: its session's id above SEQ_BITS, its seq below.
+SEQ_BITS = 40
+SEQ_MASK = (1 << SEQ_BITS) - 1
+
+
+def message_key(session_id: int, seq: int) -> int:
+    """The ``messages.key`` of ``seq`` in the session whose row id is ``session_id``."""
+    return (session_id << SEQ_BITS) | seq
 
 # How long a reader waits for a writer's lock (only `--clear` and schema
 # creation take one; WAL readers otherwise never wait), in milliseconds.
@@ -182,8 +191,8 @@ class HistoryReader:
         if grep:
             # The message is JSON: look for the text as JSON would spell it.
             needle = msgspec.json.encode(grep)[1:-1].decode().lower()
-            joined = ("LEFT JOIN messages m ON m.session_id = s.session_id "
-                      "AND m.seq = s.final_seq")
+            joined = ("LEFT JOIN messages m ON m.key = "
+                      f"(s.session_id << {SEQ_BITS}) + s.final_seq")
             where.append("instr(lower(CAST(coalesce(m.data, s.text) AS TEXT)), ?) > 0")
             params.append(needle)
         query = (
@@ -224,12 +233,13 @@ class HistoryReader:
         if row is None:
             return []
         stream_id, session_id, first, last = row
+        last = min(last, SEQ_MASK)
         return [
-            (seq, bytes(data))
-            for seq, data in self.db.execute(
-                "SELECT seq, data FROM messages WHERE session_id = ? AND seq BETWEEN ? AND ?"
-                " AND stream_id = ? ORDER BY seq",
-                (session_id, first, last, stream_id),
+            (key & SEQ_MASK, bytes(data))
+            for key, data in self.db.execute(
+                "SELECT key, data FROM messages WHERE key BETWEEN ? AND ? AND stream_id = ?"
+                " ORDER BY key",
+                (message_key(session_id, first), message_key(session_id, last), stream_id),
             )
         ]
 
@@ -255,14 +265,17 @@ class HistoryReader:
         """
         if before <= after + 1:
             return []
+        row = self.db.execute("SELECT id FROM sessions WHERE name = ?", (session,)).fetchone()
+        if row is None:
+            return None
         out: list[tuple[int, bytes]] = []
         total = 0
         expected = after + 1
-        for seq, data in self.db.execute(
-            "SELECT m.seq, m.data FROM messages m JOIN sessions n ON n.id = m.session_id"
-            " WHERE n.name = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq",
-            (session, after, before),
+        for key, data in self.db.execute(
+            "SELECT key, data FROM messages WHERE key > ? AND key < ? ORDER BY key",
+            (message_key(row[0], after), message_key(row[0], before)),
         ):
+            seq = key & SEQ_MASK
             total += len(data)
             if seq != expected or total > max_bytes:
                 return None
@@ -274,8 +287,8 @@ class HistoryReader:
         """The final messages of the last ``count`` streams of ``session`` that
         completed before seq ``before``: (seq, bytes), oldest first."""
         rows = self.db.execute(
-            "SELECT m.seq, m.data FROM streams s JOIN sessions n ON n.id = s.session_id"
-            " JOIN messages m ON m.session_id = s.session_id AND m.seq = s.final_seq"
+            "SELECT s.final_seq, m.data FROM streams s JOIN sessions n ON n.id = s.session_id"
+            f" JOIN messages m ON m.key = (s.session_id << {SEQ_BITS}) + s.final_seq"
             " WHERE n.name = ? AND s.final_seq < ? ORDER BY s.final_seq DESC LIMIT ?",
             (session, before, count),
         ).fetchall()
@@ -319,7 +332,8 @@ def clear(path: Path, session: str | None = None) -> int:
             (count,) = connection.execute(
                 "SELECT count(*) FROM streams WHERE session_id = ?", row
             ).fetchone()
-            connection.execute("DELETE FROM messages WHERE session_id = ?", row)
+            connection.execute("DELETE FROM messages WHERE key BETWEEN ? AND ?",
+                               (message_key(row[0], 0), message_key(row[0], SEQ_MASK)))
             connection.execute("DELETE FROM streams WHERE session_id = ?", row)
         connection.execute("COMMIT")
     except sqlite3.DatabaseError as exc:

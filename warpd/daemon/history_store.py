@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -30,11 +31,19 @@ from loguru import logger
 from warpd.broker.mirror import StreamMirror
 from warpd.config import HistoryConfig
 from warpd.errors import StoreError
-from warpd.history import SCHEMA, SCHEMA_VERSION, HistoryReader, connect, prepare_state_dir
+from warpd.history import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    SEQ_BITS,
+    HistoryReader,
+    connect,
+    message_key,
+    prepare_state_dir,
+)
 from warpd.protocol import BlocksMessage, StreamMessage, decode_server_message
 
 # The writer commits at most this long after a message was queued (seconds).
-COMMIT_INTERVAL = 0.05
+COMMIT_INTERVAL = 0.08
 # What the queue holds at most while the disk lags: beyond, messages are not stored.
 QUEUE_BYTES = 64 * 1024 * 1024
 QUEUE_MESSAGES = 100_000
@@ -109,15 +118,10 @@ def unfinished_finals(reader: HistoryReader, reason: str) -> list[BlocksMessage]
     return finals
 
 
-class _Record(NamedTuple):
-    session: str
-    seq: int
-    streams: int  # streams the session started so far
-    stream: str
-    data: bytes
-    received: float
-    started: float  # the stream's ``created``, or when its first message came
-    end: StreamEnd | None
+# A queued message: (session, seq, streams the session started, stream, data,
+# received, the stream's start, its end if this is its final message). A plain
+# tuple: building it is part of every publish.
+_Record = tuple[str, int, int, str, bytes, float, float, StreamEnd | None]
 
 
 class HistoryStore:
@@ -140,11 +144,15 @@ class HistoryStore:
         # whose record was pruned, so a since from its old life means nothing.
         self.seq_floor = int(meta.get("seq_floor", "0"))
         self.reader = HistoryReader(connect(path, readonly=True))
-        self._cond = threading.Condition()
-        self._pending: list[_Record] = []
-        self._pending_bytes = 0
+        # The queue: appended to by the event loop, emptied by the writer.
+        # deque.append and popleft are atomic, so neither side takes a lock;
+        # each counter below is written by one side only.
+        self._queue: deque[_Record] = deque()
+        self._bytes_in = 0  # the loop's
+        self._bytes_out = 0  # the writer's
         self._stop = threading.Event()
-        # Tickets: the nth record queued has ticket n; committed is the last on disk.
+        # Tickets: the nth record queued has ticket n; committed is the last
+        # done with (on disk, or failed to be).
         self.queued = 0
         self.committed = 0
         self.dropped = 0
@@ -152,7 +160,8 @@ class HistoryStore:
         self.last_error: str | None = None
         self.commits = 0
         self._sessions: dict[str, int] = {}
-        self._streams: dict[str, int] = {}
+        # Live stream → (session row id, stream row id).
+        self._streams: dict[str, tuple[int, int]] = {}
         self.stored_bytes = int(db.execute(
             "SELECT coalesce(sum(bytes), 0) FROM streams").fetchone()[0])
         self._last_age_prune = 0.0
@@ -208,27 +217,24 @@ class HistoryStore:
         end: StreamEnd | None,
     ) -> int:
         """Queue one published message; its ticket (0 if the queue is full and it was not)."""
+        size = len(data)
+        if (self._bytes_in - self._bytes_out + size > QUEUE_BYTES
+                or self.queued - self.committed >= QUEUE_MESSAGES):
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                logger.warning("the history file {} cannot keep up: messages are not "
+                               "being stored (warpd status counts them)", self.path)
+            return 0
+        if self._dropping:
+            self._dropping = False
+            logger.info("the history file keeps up again ({} messages not stored so far)",
+                        self.dropped)
         now = time.time()
-        item = _Record(session, seq, streams, stream, data, now, started or now, end)
-        with self._cond:
-            if (self._pending_bytes + len(data) > QUEUE_BYTES
-                    or len(self._pending) >= QUEUE_MESSAGES):
-                self.dropped += 1
-                if not self._dropping:
-                    self._dropping = True
-                    logger.warning("the history file {} cannot keep up: messages are not "
-                                   "being stored (warpd status counts them)", self.path)
-                return 0
-            if self._dropping:
-                self._dropping = False
-                logger.info("the history file keeps up again ({} messages not stored so far)",
-                            self.dropped)
-            self._pending.append(item)
-            self._pending_bytes += len(data)
-            self.queued += 1
-            if len(self._pending) == 1:
-                self._cond.notify()
-            return self.queued
+        self._queue.append((session, seq, streams, stream, data, now, started or now, end))
+        self._bytes_in += size
+        self.queued += 1
+        return self.queued
 
     # Reads for the hub, on the reader's own connection (WAL: never waits for
     # the writer). A failing read is logged and taken as "not in the file".
@@ -266,7 +272,7 @@ class HistoryStore:
             "path": str(self.path),
             "stored_bytes": self.stored_bytes,
             "queued_messages": self.queued - self.committed,
-            "queued_bytes": self._pending_bytes,
+            "queued_bytes": self._bytes_in - self._bytes_out,
             "not_stored": self.dropped,
             "commits": self.commits,
             "last_error": self.last_error,
@@ -275,8 +281,6 @@ class HistoryStore:
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, commit, stop the writer and close the file."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify()
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.warning("the history writer did not finish within {}s", timeout)
@@ -288,23 +292,20 @@ class HistoryStore:
 
     def _run(self) -> None:
         self._prune(time.time())
+        queue = self._queue
         while True:
-            with self._cond:
-                while not self._pending and not self._stop.is_set():
-                    self._cond.wait()
-                batch, self._pending = self._pending, []
+            stopping = self._stop.is_set()
+            batch = [queue.popleft() for _ in range(len(queue))]
             if batch:
                 self._write(batch)
-                with self._cond:
-                    self._pending_bytes -= sum(len(r.data) for r in batch)
+                self._bytes_out += sum(len(r[4]) for r in batch)
                 self._prune(time.time())
-            if self._stop.is_set():
-                with self._cond:
-                    if not self._pending:
-                        return
-                continue
-            # Let a batch gather: fewer, larger transactions cost the event loop less.
-            self._stop.wait(COMMIT_INTERVAL)
+            elif stopping:
+                return
+            if not stopping:
+                # Let a batch gather (fewer, larger transactions cost the event
+                # loop less); the queue is looked at again within this interval.
+                self._stop.wait(COMMIT_INTERVAL)
 
     def _write(self, batch: list[_Record]) -> None:
         db = self._db
@@ -314,21 +315,24 @@ class HistoryStore:
             sessions: dict[int, tuple[int, int, float]] = {}
             sizes: dict[int, list[int]] = {}
             ends = []
+            known = self._streams
+            # The per-message part of the writer's work: kept to dict look-ups.
             for record in batch:
-                session_id = self._session_id(record.session, record.received)
-                stream_id = self._stream_id(record, session_id)
-                rows.append((session_id, record.seq, stream_id, record.received, record.data))
-                sessions[session_id] = (record.seq, record.streams, record.received)
-                size = sizes.setdefault(stream_id, [0, 0])
-                size[0] += len(record.data)
+                session, seq, streams, stream, data, received, _, end = record
+                ids = known.get(stream) or self._ids(session, stream, seq, received, record[6])
+                session_id, stream_id = ids
+                rows.append(((session_id << SEQ_BITS) | seq, stream_id, received, data))
+                sessions[session_id] = (seq, streams, received)
+                size = sizes.get(stream_id)
+                if size is None:
+                    size = sizes[stream_id] = [0, 0]
+                size[0] += len(data)
                 size[1] += 1
-                if record.end is not None:
-                    end = record.end
-                    ends.append((record.received, record.seq, end.model, end.outcome,
-                                 end.usage, end.text, stream_id))
-                    self._streams.pop(record.stream, None)
-            db.executemany("INSERT INTO messages (session_id, seq, stream_id, received, data)"
-                           " VALUES (?, ?, ?, ?, ?)", rows)
+                if end is not None:
+                    ends.append((received, seq, end.model, end.outcome, end.usage, end.text,
+                                 stream_id))
+                    known.pop(stream, None)
+            db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?)", rows)
             db.executemany("UPDATE sessions SET seq = ?, streams = ?, used = ? WHERE id = ?",
                            [(*state, sid) for sid, state in sessions.items()])
             db.executemany("UPDATE streams SET bytes = bytes + ?, messages = messages + ?"
@@ -374,23 +378,22 @@ class HistoryStore:
         self._sessions[name] = session_id
         return int(session_id)
 
-    def _stream_id(self, record: _Record, session_id: int) -> int:
-        known = self._streams.get(record.stream)
-        if known is not None:
-            return known
+    def _ids(self, session: str, stream: str, seq: int, received: float,
+             started: float) -> tuple[int, int]:
+        """The session's and the stream's row ids, the stream's row made on its first message."""
+        session_id = self._session_id(session, received)
         if len(self._streams) > CACHE_LIMIT:
             self._streams.clear()
-        row = self._db.execute("SELECT id FROM streams WHERE stream = ?",
-                               (record.stream,)).fetchone()
+        row = self._db.execute("SELECT id FROM streams WHERE stream = ?", (stream,)).fetchone()
         if row is None:
             cursor = self._db.execute(
                 "INSERT INTO streams (stream, session_id, started, first_seq) VALUES (?, ?, ?, ?)",
-                (record.stream, session_id, record.started, record.seq))
+                (stream, session_id, started, seq))
             stream_id = int(cursor.lastrowid or 0)
         else:
             stream_id = int(row[0])
-        self._streams[record.stream] = stream_id
-        return stream_id
+        ids = self._streams[stream] = (session_id, stream_id)
+        return ids
 
     # -- pruning -----------------------------------------------------------------------
 
@@ -436,8 +439,8 @@ class HistoryStore:
                 return deleted
             self._db.execute("BEGIN")
             self._db.executemany(
-                "DELETE FROM messages WHERE session_id = ? AND seq BETWEEN ? AND ?"
-                " AND stream_id = ?", [(r[1], r[2], r[3], r[0]) for r in rows])
+                "DELETE FROM messages WHERE key BETWEEN ? AND ? AND stream_id = ?",
+                [(message_key(r[1], r[2]), message_key(r[1], r[3]), r[0]) for r in rows])
             self._db.executemany("DELETE FROM streams WHERE id = ?", [(r[0],) for r in rows])
             self._db.execute("COMMIT")
             self.stored_bytes -= sum(r[4] for r in rows)

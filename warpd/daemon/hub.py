@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from warpd.blocks import BlockAssembler, is_final
+from warpd.daemon.history_store import QUEUE_MESSAGES, stream_end, unfinished_finals
 from warpd.daemon.outbox import Subscriber, SubscriberOutbox
 from warpd.daemon.sessions import (
     FINAL_OVERHEAD,
@@ -119,8 +120,6 @@ class Hub(SessionTable):
 
     def _store(self, session: Session, message: StreamMessage, data: bytes, final: bool) -> None:
         """Queue a published message for the history file (never waits on the disk)."""
-        from warpd.daemon.history_store import stream_end
-
         assert self.store is not None
         ticket = self.store.record(
             session.name, message.seq, session.streams_started, message.stream, data,
@@ -139,8 +138,6 @@ class Hub(SessionTable):
         each such session's seq skips ahead past any number they could have
         used. Returns the ids of the streams completed.
         """
-        from warpd.daemon.history_store import QUEUE_MESSAGES, unfinished_finals
-
         if self.store is None:
             return []
         done = []
