@@ -35,6 +35,24 @@ def run(args: argparse.Namespace) -> int:
         problem = f", last error: {broker['last_error']}" if broker.get("last_error") else ""
         print(f"broker {broker['kind']} {broker['url']}: {broker['state']}, "
               f"{broker['outages']} outage(s){problem}")
+    kept = status.history
+    if kept:
+        print(f"kept: {kept['sessions']} session(s), {kept['sessions_in_use']} in use"
+              f" (limit {kept['max_sessions']}); history in memory {kept['messages']} messages"
+              f" / {kept['bytes']} of {kept['total_bytes']} bytes")
+        store = kept.get("store")
+        if store:
+            problems = ""
+            if store.get("not_stored"):
+                problems += f", {store['not_stored']} messages NOT STORED"
+            if store.get("last_error"):
+                problems += f", last error: {store['last_error']}"
+            print(f"history file {store['path']}: {store['stored_bytes']} bytes stored,"
+                  f" {store['queued_messages']} messages queued{problems}")
+        elif kept.get("store_error"):
+            print(f"history file: NOT IN USE, memory only ({kept['store_error']})")
+        else:
+            print("history file: off ([history] persist = false)")
     if not status.sessions:
         print("no sessions yet")
     for row in status.sessions:
