@@ -178,8 +178,9 @@ def _fill(path: Path, streams: int) -> float:
                             "complete": final}]})
             end = StreamEnd("gpt-bench", "stop", '{"total_tokens": 42}', f"answer {n}") \
                 if final else None
-            while not store.record(session, seq, n // 50 + 1, stream, data, None, end):
-                time.sleep(0.01)  # the queue is full: let the writer catch up
+            while store.queued - store.committed > 50_000:
+                time.sleep(0.01)  # let the writer catch up rather than fill its queue
+            store.record(session, seq, n // 50 + 1, stream, data, None, end)
     store.close(timeout=120)
     return time.monotonic() - start
 
