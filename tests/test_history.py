@@ -69,12 +69,22 @@ def test_a_stream_survives_a_restart_in_log_and_show(short_tmp: Path) -> None:
         assert row["model"] == "gpt-big" and row["text"].startswith("[000100]")
         shown = second.run("show", "default/1", "--output", "jsonl", check=True).stdout
         assert shown.splitlines()[-1] == final_before
+        whole = json.loads(final_before)["blocks"][0]["text"]
+        markdown = second.run("show", "default/1", "--output", "markdown", check=True).stdout
+        assert markdown.decode() == whole + "\n"
+        text = second.run("show", "default/1", "--output", "text", check=True).stdout.decode()
+        assert "default/1" in text and "[000102]" in text and "\x1b" not in text
+        missing = second.run("show", "default/9")
+        assert missing.returncode == 1 and "no stream 'default/9'" in missing.stderr.decode()
         # Seq numbers and stream ids go on under the same epoch.
         assert second.push(data=_stream(2)).returncode == 0
         rows = status(second)
         assert rows["epoch"] == epoch
         (session,) = rows["sessions"]
         assert session["streams_started"] == 2
+        shown_status = second.run("status", check=True).stdout.decode()
+        assert "kept: 1 session(s), 0 in use" in shown_status
+        assert f"history file {_file(short_tmp)}" in shown_status
         text = second.run("log", check=True).stdout.decode()
     lines = text.splitlines()
     assert len(lines) == 2 and "default/1" in lines[0] and "default/2" in lines[1]
