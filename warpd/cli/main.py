@@ -1,4 +1,4 @@
-"""``warpd``: serve, push, subscribe, convert, status, log, show, service.
+"""``warpd``: serve, push, subscribe, convert, play, demo, status, reload, log, show, service.
 
 Each command reports a user's mistake (bad option, bad input, no daemon) as
 one line on stderr and a non-zero exit status, never a traceback.
