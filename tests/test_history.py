@@ -80,6 +80,10 @@ def test_a_stream_survives_a_restart_in_log_and_show(short_tmp: Path) -> None:
         assert "default/1" in text and "[000102]" in text and "\x1b" not in text
         missing = second.run("show", "default/9")
         assert missing.returncode == 1 and "no stream 'default/9'" in missing.stderr.decode()
+        # warpd play takes a stored stream's id (piped: plain, at once).
+        played = second.run("play", "default/1", check=True).stdout.decode()
+        assert "[000100]" in played and "[000102]" in played and "\x1b" not in played
+        assert second.run("play", "default/9").returncode == 1
         # Seq numbers and stream ids go on under the same epoch.
         assert second.push(data=_stream(2)).returncode == 0
         rows = status(second)

@@ -66,7 +66,7 @@ def test_messages_survive_reopening_with_the_same_epoch(tmp_path: Path) -> None:
                                                                       "answer 1")
         assert done.usage == {"total_tokens": 7} and done.messages == 4 and done.ended
         assert live.stream == "a/2" and live.outcome == "live" and live.ended is None
-        assert [seq for seq, _ in reader.stream_messages("a/1")] == [1, 2, 3, 4]
+        assert [seq for seq, _, _ in reader.stream_messages("a/1")] == [1, 2, 3, 4]
         assert reader.unfinished() == [("a", "a/2")]
         assert [seq for seq, _ in reader.messages_after("a", 1, 5, 10**6) or []] == [2, 3, 4]
         assert reader.messages_after("a", 0, 7, 10**6) is None  # 6 was never stored

@@ -224,8 +224,9 @@ class HistoryReader:
         ).fetchone()
         return None if row is None else self._row(row)
 
-    def stream_messages(self, stream: str) -> list[tuple[int, bytes]]:
-        """Every stored message of ``stream``: (seq, bytes), in seq order."""
+    def stream_messages(self, stream: str) -> list[tuple[int, float, bytes]]:
+        """Every stored message of ``stream``: (seq, received as Unix time, bytes), in seq
+        order."""
         row = self.db.execute(
             "SELECT id, session_id, first_seq, coalesce(final_seq, 9223372036854775807)"
             " FROM streams WHERE stream = ?", (stream,),
@@ -235,9 +236,10 @@ class HistoryReader:
         stream_id, session_id, first, last = row
         last = min(last, SEQ_MASK)
         return [
-            (key & SEQ_MASK, bytes(data))
-            for key, data in self.db.execute(
-                "SELECT key, data FROM messages WHERE key BETWEEN ? AND ? AND stream_id = ?"
+            (key & SEQ_MASK, received, bytes(data))
+            for key, received, data in self.db.execute(
+                "SELECT key, received, data FROM messages"
+                " WHERE key BETWEEN ? AND ? AND stream_id = ?"
                 " ORDER BY key",
                 (message_key(session_id, first), message_key(session_id, last), stream_id),
             )

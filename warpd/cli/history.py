@@ -146,23 +146,30 @@ def _clear(path: Path, args: argparse.Namespace) -> int:
 # -- show ---------------------------------------------------------------------------
 
 
-def run_show(args: argparse.Namespace) -> int:
+def stored_stream(args: argparse.Namespace, stream: str) -> list[tuple[int, float, bytes]]:
+    """The stored messages of ``stream`` (see HistoryReader.stream_messages); UserError
+    when the history file has no such stream. ``args.config`` says where the file is."""
     path = _path(args)
     reader = HistoryReader(connect(path, readonly=True))
     try:
-        stored = reader.stream_messages(args.stream)
+        stored = reader.stream_messages(stream)
     finally:
         reader.db.close()
     if not stored:
-        raise UserError(f"no stream {args.stream!r} in {path} (`warpd log` lists them)")
+        raise UserError(f"no stream {stream!r} in {path} (`warpd log` lists them)")
+    return stored
+
+
+def run_show(args: argparse.Namespace) -> int:
+    stored = stored_stream(args, args.stream)
     out = sys.stdout.buffer
     output = args.output or ("pretty" if out.isatty() else "jsonl")
     if output == "jsonl":
-        out.write(b"".join(terminal_safe_json(data) + b"\n" for _, data in stored))
+        out.write(b"".join(terminal_safe_json(data) + b"\n" for _, _, data in stored))
         return 0
     from warpd.protocol import StreamMessage, decode_server_message
 
-    messages = [m for _, data in stored
+    messages = [m for _, _, data in stored
                 if isinstance(m := decode_server_message(data), StreamMessage)]
     if output == "markdown":
         text = markdown(_whole(messages))

@@ -1,7 +1,8 @@
 """``warpd play FILE``: render a recording in this terminal, at its pace, with no daemon.
 
-A recording is an upstream stream (any format ``warpd convert`` reads) or a
-``warpd subscribe --output jsonl`` capture (warpd/recording.py). It is shown
+A recording is an upstream stream (any format ``warpd convert`` reads), a
+``warpd subscribe --output jsonl`` capture (warpd/recording.py), or a stream
+kept in the history file, named by its id (``warpd log`` lists them). It is shown
 exactly as ``warpd subscribe`` would show it live: the same renderer, the
 same terminal handling (warpd/terminal.py).
 """
@@ -12,8 +13,9 @@ import argparse
 import asyncio
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from warpd.cli.input import open_input, read_chunks
 from warpd.errors import InputError, UserError
@@ -22,6 +24,7 @@ from warpd.recording import (
     MAX_GAP_SECONDS,
     STEADY_SECONDS,
     PlaybackClock,
+    Record,
     RecordingReader,
     pace,
     read_records,
@@ -40,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"pauses over {MAX_GAP_SECONDS:.0f} s are shortened. Output that is not a "
         "terminal is plain text, written at once."
     )
-    parser.add_argument("file", nargs="?", type=Path, help="the recording (default: stdin)")
+    parser.add_argument(
+        "file", nargs="?", type=Path,
+        help="the recording (default: stdin), or a stored stream's id from `warpd log`",
+    )
     parser.add_argument(
         "--speed", type=speed_factor, default=1.0, metavar="X",
         help="play X times as fast (default 1; 0.5 is half speed)",
@@ -56,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-color", action="store_true", help="render without colours (also NO_COLOR)"
     )
+    parser.add_argument("--config", type=Path,
+                        help="config file naming the history file, for a stream id")
     parser.set_defaults(run=run)
 
 
@@ -71,22 +79,32 @@ def speed_factor(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file is not None and not args.file.exists() and "/" in str(args.file):
+        # Not a file: a stream id (``SESSION/N``) kept in the history file.
+        return asyncio.run(_play(args, _stored_records(args, str(args.file))))
     with open_input(args.file) as stream:
-        return asyncio.run(_play(args, stream))
+        reader = RecordingReader(args.format, session=args.session)
+        return asyncio.run(_play(args, read_records(read_chunks(stream), reader)))
 
 
-async def _play(args: argparse.Namespace, stream: BinaryIO) -> int:
+def _stored_records(args: argparse.Namespace, stream: str) -> Iterator[Record[Any]]:
+    from warpd.cli.history import stored_stream
+    from warpd.protocol import decode_server_message
+
+    for _, received, data in stored_stream(args, stream):
+        yield received, decode_server_message(data)
+
+
+async def _play(args: argparse.Namespace, records: Iterator[Record[Any]]) -> int:
     # The renderer (and wcwidth) only for the command that renders.
     from warpd.terminal import PrettyOutput, no_color_requested
 
     out = sys.stdout.buffer
-    reader = RecordingReader(args.format, session=args.session)
     clock = PlaybackClock(args.speed)
     shown = 0
     async with PrettyOutput(
         out, no_color=no_color_requested(args.no_color), clock=clock.now
     ) as pretty:
-        records = read_records(read_chunks(stream), reader)
         try:
             for delay, recorded, message in pace(records, speed=args.speed):
                 if delay and pretty.is_terminal:

@@ -107,7 +107,7 @@ def unfinished_finals(reader: HistoryReader, reason: str) -> list[BlocksMessage]
     for session, stream in reader.unfinished():
         mirror = StreamMirror()
         applied = False
-        for _, data in reader.stream_messages(stream):
+        for _, _, data in reader.stream_messages(stream):
             message = decode_server_message(data)
             if isinstance(message, StreamMessage):
                 mirror.apply(message)
