@@ -35,6 +35,7 @@ from warpd.protocol import (
     ErrorInfo,
     SnapshotMessage,
     StreamMessage,
+    StreamRequest,
     Tool,
     ToolFunction,
 )
@@ -98,6 +99,8 @@ class BlockAssembler:
     or :meth:`abort` is called: that returns the final message (every block
     whole and complete) and ``done`` becomes true; nothing may be fed after.
     ``seq`` and ``epoch`` of returned messages are left for the hub to set.
+    ``request``, when the producer said what was asked for, rides on the
+    stream's first message, its snapshots and its final message.
     """
 
     def __init__(
@@ -106,9 +109,11 @@ class BlockAssembler:
         stream: str,
         *,
         clock: Callable[[], float] = time.time,
+        request: StreamRequest | None = None,
     ) -> None:
         self.session = session
         self.stream = stream
+        self.request = request
         self.created = clock()
         self.done = False
         self.model: str | None = None
@@ -146,6 +151,25 @@ class BlockAssembler:
             return None
         return self._delta_message()
 
+    def announce(self) -> BlocksMessage:
+        """The stream's first message, before any event: no blocks, its ``created`` and ``request``.
+
+        For a producer that opens a stream ahead of its first event (``open``),
+        so subscribers see at once what was asked for. Call it at most once,
+        before :meth:`feed`.
+        """
+        self._sent_first = True
+        return BlocksMessage(
+            session=self.session,
+            stream=self.stream,
+            seq=0,
+            streaming=True,
+            complete=False,
+            blocks=[],
+            created=self.created,
+            request=self.request,
+        )
+
     def abort(self, reason: str, *, error: ErrorInfo | None = None) -> BlocksMessage:
         """End the stream as aborted (producer gone, bad input, shutdown).
 
@@ -169,6 +193,7 @@ class BlockAssembler:
             created=self.created,
             model=self.model,
             usage=self.usage,
+            request=self.request,
         )
 
     # -- delta handlers -----------------------------------------------------
@@ -301,6 +326,7 @@ class BlockAssembler:
             usage=self.usage,
             aborted=aborted,
             abort_reason=(reason or "stream ended without its end marker") if aborted else None,
+            request=self.request,
         )
         self.final = message
         return message
@@ -331,6 +357,7 @@ class BlockAssembler:
             blocks=blocks,
             created=self.created if first else None,
             model=self.model if (first or model_changed) else None,
+            request=self.request if first else None,
         )
 
     def _block(self, block: _BlockState, *, whole: bool) -> Block:

@@ -53,6 +53,7 @@ from warpd.protocol import (
     EndMessage,
     ErrorInfo,
     ErrorMessage,
+    StreamRequest,
     decode_server_message,
     encode_control,
 )
@@ -204,6 +205,19 @@ class AsyncPushStream:
         """Send one event (of any accepted kind); raises PushRejected if the daemon refused one."""
         for frame in self._frames.frames(event):
             await self._send(frame)
+
+    async def open(self, request: StreamRequest | None = None) -> None:
+        """Start a stream now, before its first event, saying what was asked for.
+
+        Subscribers get its first message at once, with ``request`` (the
+        model and prompt); the events pushed next belong to it. A live stream
+        is completed first.
+        """
+        await self._send(encode_control("open", request=request))
+
+    async def abort(self, reason: str) -> None:
+        """Complete the live stream as aborted with ``reason``; the connection stays usable."""
+        await self._send(encode_control("abort", reason[:500]))
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -362,6 +376,16 @@ class PushStream:
         """Send one event; raises PushRejected if the daemon refused one."""
         assert self._loop is not None
         self._loop.run(self._stream.push(event))
+
+    def open(self, request: StreamRequest | None = None) -> None:
+        """Start a stream now, saying what was asked for; see :meth:`AsyncPushStream.open`."""
+        assert self._loop is not None
+        self._loop.run(self._stream.open(request))
+
+    def abort(self, reason: str) -> None:
+        """Complete the live stream as aborted with ``reason``."""
+        assert self._loop is not None
+        self._loop.run(self._stream.abort(reason))
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -77,6 +77,24 @@ class Block(msgspec.Struct, omit_defaults=True):
     data: dict[str, Any] | None = None
 
 
+class StreamRequest(msgspec.Struct, omit_defaults=True):
+    """What a stream's producer asked the provider for, when it knows.
+
+    Set by ``warpd run`` / ``warpd proxy`` from the request each captured
+    stream answers: ``model`` as the request named it, and ``prompt``, the
+    text of the request's last user message, whitespace collapsed and cut to
+    :data:`PROMPT_LIMIT` characters (``…`` marks a cut). Both are untrusted
+    text from the producer.
+    """
+
+    model: str | None = None
+    prompt: str | None = None
+
+
+#: The most characters of a prompt a :class:`StreamRequest` carries.
+PROMPT_LIMIT = 200
+
+
 class StreamMessage(msgspec.Struct, tag_field="type", omit_defaults=True):
     """Base of the messages that carry a stream's blocks (see subclasses)."""
 
@@ -103,6 +121,9 @@ class StreamMessage(msgspec.Struct, tag_field="type", omit_defaults=True):
     # This subscriber fell behind and was resynchronised: messages between
     # its last one and this one were replaced by snapshots.
     resync: bool = False
+    # What was asked for, when the producer said (an ``open`` control): on
+    # the stream's first message, snapshots and the last message.
+    request: StreamRequest | None = None
 
 
 class BlocksMessage(StreamMessage, tag="blocks"):
@@ -200,10 +221,13 @@ class ProducerControl(msgspec.Struct, omit_defaults=True):
     aborted if its provider never ended it) and reply with :class:`EndMessage`.
     ``abort``: the producer gives up; complete the live stream as aborted with
     ``reason``.
+    ``open``: start a stream now, before its first event, saying what was
+    asked for (``request``); a live stream is completed first, as by ``end``.
     """
 
-    warpd: Literal["end", "abort"]
+    warpd: Literal["end", "abort", "open"]
     reason: str | None = None
+    request: StreamRequest | None = None
 
 
 # A producer's control frames are JSON objects whose first key is "warpd";
@@ -230,6 +254,11 @@ def decode_control(data: bytes) -> ProducerControl:
     return _control_decoder.decode(data)
 
 
-def encode_control(kind: Literal["end", "abort"], reason: str | None = None) -> bytes:
+def encode_control(
+    kind: Literal["end", "abort", "open"],
+    reason: str | None = None,
+    *,
+    request: StreamRequest | None = None,
+) -> bytes:
     """Encode a producer control frame (its first key is always ``warpd``)."""
-    return _encoder.encode(ProducerControl(warpd=kind, reason=reason))
+    return _encoder.encode(ProducerControl(warpd=kind, reason=reason, request=request))

@@ -27,6 +27,7 @@ from warpd.protocol import (
     BlocksMessage,
     SnapshotMessage,
     StreamMessage,
+    StreamRequest,
     Tool,
     ToolFunction,
 )
@@ -50,13 +51,14 @@ class _MirroredBlock:
 
 
 class _MirroredStream:
-    __slots__ = ("session", "stream", "created", "model", "blocks", "partial")
+    __slots__ = ("session", "stream", "created", "model", "request", "blocks", "partial")
 
     def __init__(self, session: str, stream: str, created: float | None) -> None:
         self.session = session
         self.stream = stream
         self.created = created
         self.model: str | None = None
+        self.request: StreamRequest | None = None
         self.blocks: dict[int, _MirroredBlock] = {}
         # Its first message (the one with ``created``) was never applied, so
         # what came before is missing from the snapshot.
@@ -112,6 +114,7 @@ class StreamMirror:
                 state.blocks[block.index] = _MirroredBlock(block, [_value(block)])
             if message.model is not None:
                 state.model = message.model
+            state.request = message.request
             return
         if state is None:
             state = streams[message.stream] = _MirroredStream(
@@ -119,6 +122,8 @@ class StreamMirror:
             )
         if message.model is not None:
             state.model = message.model
+        if message.request is not None:
+            state.request = message.request
         blocks = state.blocks
         for block in message.blocks:
             value = _value(block)
@@ -166,6 +171,7 @@ class StreamMirror:
             blocks=blocks,
             created=state.created,
             model=state.model,
+            request=state.request,
         )
 
     def aborted(self, session: str, stream: str, reason: str) -> BlocksMessage:
@@ -205,6 +211,7 @@ class StreamMirror:
             blocks=blocks,
             created=snapshot.created,
             model=snapshot.model,
+            request=snapshot.request,
             aborted=True,
             abort_reason=reason,
         )

@@ -127,6 +127,13 @@ class Producers:
             for message in streams.abort(control.reason or "aborted by the producer"):
                 await send_message(ws, await self.publish_reply(message))
             return False
+        if control.warpd == "open":
+            for message in streams.open(control.request):
+                if message.streaming:
+                    self.hub.publish(message)
+                else:
+                    await send_message(ws, await self.publish_reply(message))
+            return False
         for message in streams.end():
             await send_message(ws, await self.publish_reply(message))
         await ws.send(encode(EndMessage(streams=streams.streams)), text=True)

@@ -16,7 +16,7 @@ from warpd.errors import FrameTooLarge, InputError
 from warpd.ingest import DECODERS, check_format, detect_format
 from warpd.ingest.base import UpstreamDecoder
 from warpd.ingest.framing import sse_payload
-from warpd.protocol import BlocksMessage, ErrorInfo
+from warpd.protocol import BlocksMessage, ErrorInfo, StreamRequest
 
 
 class ProducerStreams:
@@ -74,6 +74,18 @@ class ProducerStreams:
         if self.format == "auto" and self._decoder is None:
             self._decoder_class = DECODERS["text"]
 
+    def open(self, request: StreamRequest | None) -> list[BlocksMessage]:
+        """Start a stream now, before its first event, saying what was asked for.
+
+        A live stream is completed first, as by :meth:`end`. Returns the
+        messages to publish: that stream's final message, if any, then the new
+        stream's first message (no blocks yet; ``created`` and ``request``).
+        The stream's format is still chosen by its first event, as for any.
+        """
+        messages = self.end()
+        assembler = self._new_assembler(request)
+        return [*messages, assembler.announce()]
+
     def feed(self, frame: bytes) -> list[BlocksMessage]:
         """Decode one frame; raises :class:`InputError` (with its frame number) if it is bad."""
         self.frames += 1
@@ -85,7 +97,7 @@ class ProducerStreams:
             )
         # Most frames are bare JSON: skip the SSE check for them.
         payload = frame if self._raw or frame[:1] == b"{" else sse_payload(frame)
-        if self._assembler is None and not self._raw:
+        if self._decoder is None and not self._raw:
             stripped = payload.strip()
             decoder = self._decoder_class
             if not stripped or stripped == b"[DONE]" or (
@@ -94,7 +106,7 @@ class ProducerStreams:
                 # Blank frames, and what trails a stream that already ended
                 # (an end marker after a provider error), carry nothing.
                 return []
-        if self._assembler is None:
+        if self._decoder is None:
             try:
                 self._start(payload)
             except InputError as exc:
@@ -113,8 +125,13 @@ class ProducerStreams:
 
     def end(self) -> list[BlocksMessage]:
         """The input ended: complete the live stream (aborted if its provider never ended it)."""
-        if self._decoder is None or self._assembler is None:
+        if self._assembler is None:
             return []
+        if self._decoder is None:
+            # Opened, but no event came.
+            message = self._assembler.abort("input ended before the stream's first event")
+            self._stop()
+            return [message]
         message = self._assembler.feed(self._decoder.end_of_input())
         if message is None or not self._assembler.done:
             message = self._assembler.abort("input ended before the stream's end marker")
@@ -152,14 +169,18 @@ class ProducerStreams:
         if self._decoder_class is None:
             self._decoder_class = detect_format(payload.strip())
         self._decoder = self._decoder_class()
-        self._new_assembler()
+        if self._assembler is None:
+            self._new_assembler()
 
-    def _new_assembler(self) -> None:
-        assembler = BlockAssembler(self.session, self._new_stream_id(), clock=self._clock)
+    def _new_assembler(self, request: StreamRequest | None = None) -> BlockAssembler:
+        assembler = BlockAssembler(
+            self.session, self._new_stream_id(), clock=self._clock, request=request
+        )
         self._assembler = assembler
         self.streams.append(assembler.stream)
         if self._on_start is not None:
             self._on_start(assembler)
+        return assembler
 
     def _stop(self) -> None:
         self._decoder = None
