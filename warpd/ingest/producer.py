@@ -129,9 +129,7 @@ class ProducerStreams:
             return []
         if self._decoder is None:
             # Opened, but no event came.
-            message = self._assembler.abort("input ended before the stream's first event")
-            self._stop()
-            return [message]
+            return self.abort("input ended before the stream's first event")
         message = self._assembler.feed(self._decoder.end_of_input())
         if message is None or not self._assembler.done:
             message = self._assembler.abort("input ended before the stream's end marker")
