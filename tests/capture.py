@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from tests.daemon import TIMEOUT_UNIT, clean_env, warpd_command
+from tests.daemon import TIMEOUT_UNIT, clean_env
 from tests.fake_upstream import FakeUpstream
 from warpd.blocks import is_final
 from warpd.ingest.convert import convert
@@ -43,11 +43,15 @@ def upstream_options(upstream: FakeUpstream) -> list[str]:
 class ProxyProcess:
     """``warpd proxy`` on a free loopback port, logging to ``home/proxy.log``."""
 
+    @staticmethod
+    def command(*args: str) -> list[str]:
+        return capture_command("proxy", *args)
+
     def __init__(self, home: Path, *args: str, env: dict[str, str]) -> None:
         self.log_path = home / "proxy.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            capture_command("proxy", *args), stdout=subprocess.PIPE, stderr=self._log, env=env
+            self.command(*args), stdout=subprocess.PIPE, stderr=self._log, env=env
         )
         self.url = self._read_url()
 

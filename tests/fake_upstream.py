@@ -81,7 +81,8 @@ class FakeUpstream:
     def log(self) -> str:
         """Everything received, as text (headers included: credentials belong here)."""
         return "\n".join(
-            f"{r.method} {r.path}?{r.query} {json.dumps(r.headers)} {r.body.decode(errors='replace')}"
+            f"{r.method} {r.path}?{r.query} {json.dumps(r.headers)} "
+            f"{r.body.decode(errors='replace')}"
             for r in self.received
         )
 
@@ -114,7 +115,10 @@ class FakeUpstream:
         response = web.StreamResponse(status=answer.status, headers=headers)
         await response.prepare(request)
         for number, piece in enumerate(answer.wire_pieces(), 1):
-            await response.write(piece)
+            try:
+                await response.write(piece)
+            except ConnectionResetError:
+                return response  # the proxy went away (its client did)
             if number == 1 and answer.hold is not None:
                 await asyncio.get_running_loop().run_in_executor(None, answer.hold.wait, 10)
             if answer.cut_after is not None and number >= answer.cut_after:
