@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from tests.daemon import TIMEOUT_UNIT, clean_env
+from tests.daemon import TIMEOUT_UNIT, clean_env, warpd_command
 from tests.fake_upstream import FakeUpstream
 from warpd.blocks import is_final
 from warpd.ingest.convert import convert
@@ -26,9 +26,7 @@ _EXPORT = re.compile(r"export OPENAI_BASE_URL=(http://\S+)/openai/v1")
 
 def capture_command(*args: str) -> list[str]:
     """``warpd run|proxy ARGS`` as the user runs it."""
-    import sys
-
-    return [sys.executable, "-m", "warpd.capture", *args]
+    return warpd_command(*args)
 
 
 def upstream_options(upstream: FakeUpstream) -> list[str]:

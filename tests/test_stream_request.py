@@ -9,8 +9,8 @@ from tests.daemon import Daemon
 from tests.test_client import offline_final, same_result, sse_payloads
 from tests.test_openai_chat import TEXT_WITH_USAGE
 from warpd.blocks import is_final
+from warpd.broker.mirror import StreamMirror
 from warpd.ingest.producer import ProducerStreams
-from warpd.mirror import StreamMirror
 from warpd.protocol import StreamRequest, decode_control, encode_control
 
 ASKED = StreamRequest(model="gpt-4o", prompt="Say hello")

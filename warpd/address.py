@@ -7,6 +7,7 @@ default Unix socket.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Literal
 from urllib.parse import urlsplit
@@ -80,3 +81,44 @@ def client_address(explicit: str | None = None) -> Address:
     if text:
         return parse_address(text)
     return Address("unix", path=str(default_socket_path()))
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """Split a Host header into (lower-cased host, port or None); None if malformed."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+        if not rest:
+            return host.lower(), None
+        if rest.startswith(":") and _is_port(rest[1:]):
+            return host.lower(), int(rest[1:])
+        return None
+    if value.count(":") > 1:
+        # An IPv6 address in Host must be bracketed.
+        return None
+    host, colon, port = value.partition(":")
+    if not host:
+        return None
+    if colon:
+        if not _is_port(port):
+            return None
+        return host.lower(), int(port)
+    return host.lower(), None
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return text.isascii() and text.isdigit()
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1), without brackets."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

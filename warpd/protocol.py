@@ -11,6 +11,7 @@ messages (unknown fields are ignored on decode).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -262,3 +263,16 @@ def encode_control(
 ) -> bytes:
     """Encode a producer control frame (its first key is always ``warpd``)."""
     return _encoder.encode(ProducerControl(warpd=kind, reason=reason, request=request))
+
+
+_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+
+
+def check_session_name(name: str) -> str | None:
+    """Return why ``name`` is not a valid session name, or None if it is."""
+    if _SESSION_NAME.fullmatch(name):
+        return None
+    return (
+        f"invalid session name {name[:80]!r}: use 1-128 letters, digits and . _ : @ + -, "
+        "starting with a letter or digit"
+    )

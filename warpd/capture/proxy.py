@@ -38,7 +38,7 @@ from loguru import logger
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from warpd.auth import check_host
+from warpd.address import is_loopback_host, split_host
 from warpd.capture.routes import Route, find_route, known_paths, upstream_url
 from warpd.capture.tee import CaptureSink, ResponseTee
 from warpd.render.untrusted import neutralise
@@ -184,8 +184,10 @@ class CaptureProxy:
     def _refusal(self, request: web.Request, path: str) -> tuple[int, str] | None:
         if request.headers.getall("Origin", []):
             return 403, "requests from web pages (with an Origin header) are refused"
-        host = check_host(request.headers.getall("Host", []), port=self.port)
-        if host is not None:
+        hosts = request.headers.getall("Host", [])
+        parsed = split_host(hosts[0]) if len(hosts) == 1 else None
+        if parsed is None or not is_loopback_host(parsed[0]) or parsed[1] not in (None, self.port):
+            # A page doing DNS rebinding names its own domain as Host.
             return 403, "the Host header must name this proxy's loopback address and port"
         if find_route(path) is None:
             return 404, f"no route for this path; served: {known_paths()}"

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from warpd.auth import is_loopback_host
+from warpd.address import is_loopback_host
 from warpd.errors import ConfigError
 
 

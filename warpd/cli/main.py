@@ -1,4 +1,4 @@
-"""``warpd``: serve, push, subscribe, convert, play, demo, status, reload, log, show, service.
+"""``warpd``: the command; one module per command (serve, push, subscribe, run, log, …).
 
 Each command reports a user's mistake (bad option, bad input, no daemon) as
 one line on stderr and a non-zero exit status, never a traceback.
@@ -39,6 +39,8 @@ COMMANDS = {
     "log": ("history", "list past streams from the history file"),
     "show": ("history", "show one past stream: rendered, as text, JSON lines or Markdown"),
     "service": ("service", "install or remove the systemd user units"),
+    "run": ("run", "run a command with its LLM calls shown in a session (-- COMMAND)"),
+    "proxy": ("proxy", "serve the capture proxy for tools started elsewhere"),
 }
 
 

@@ -24,7 +24,6 @@ caller does the logging and sends the refusal (a 401 must carry
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import stat
 from collections.abc import Collection
@@ -32,6 +31,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from warpd.address import is_loopback_host, split_host
 from warpd.errors import ConfigError
 from warpd.tokens import check_private
 
@@ -43,9 +43,9 @@ __all__ = [
     "check_host",
     "check_origin",
     "check_tcp_handshake",
-    "is_loopback_host",
     "prepare_socket_dir",
 ]
+
 
 class Refusal(NamedTuple):
     """Why a handshake is refused: the HTTP status to answer and a reason to log and send."""
@@ -106,47 +106,6 @@ def bearer_token_matches(authorization: str | None, token: str) -> bool:
 # --- handshake checks -------------------------------------------------------------
 
 
-def _split_host(value: str) -> tuple[str, int | None] | None:
-    """Split a Host header into (lower-cased host, port or None); None if malformed."""
-    value = value.strip()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        host, rest = value[1:end], value[end + 1 :]
-        if not rest:
-            return host.lower(), None
-        if rest.startswith(":") and _is_port(rest[1:]):
-            return host.lower(), int(rest[1:])
-        return None
-    if value.count(":") > 1:
-        # An IPv6 address in Host must be bracketed.
-        return None
-    host, colon, port = value.partition(":")
-    if not host:
-        return None
-    if colon:
-        if not _is_port(port):
-            return None
-        return host.lower(), int(port)
-    return host.lower(), None
-
-
-def _is_port(text: str) -> bool:
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    return text.isascii() and text.isdigit()
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1), without brackets."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_host(
     values: list[str], *, port: int, allowed: Collection[str] = (), default_port: int = 80
 ) -> Refusal | None:
@@ -158,13 +117,13 @@ def check_host(
     """
     if len(values) != 1:
         return Refusal(HTTPStatus.BAD_REQUEST, f"expected one Host header, got {len(values)}")
-    parsed = _split_host(values[0])
+    parsed = split_host(values[0])
     if parsed is None:
         return Refusal(HTTPStatus.BAD_REQUEST, f"malformed Host header {values[0]!r}")
     host, host_port = parsed
     effective_port = default_port if host_port is None else host_port
     for entry in allowed:
-        listed = _split_host(entry)
+        listed = split_host(entry)
         if listed is None:
             continue
         listed_host, listed_port = listed

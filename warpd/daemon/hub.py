@@ -45,7 +45,6 @@ from warpd.daemon.sessions import (
     HubLimitError,
     Session,
     SessionTable,
-    check_session_name,
 )
 from warpd.protocol import (
     BlocksMessage,
@@ -63,7 +62,6 @@ __all__ = [
     "Session",
     "Subscriber",
     "SubscriberOutbox",
-    "check_session_name",
 ]
 
 # --replay reaches at most this many streams back per session.

@@ -37,10 +37,10 @@ from websockets.exceptions import InvalidMessage
 from websockets.http11 import Request, Response
 
 from warpd import __version__
-from warpd.address import Address
+from warpd.address import Address, is_loopback_host
 from warpd.config import Config, default_token_path, runtime_dir
 from warpd.daemon.activation import systemd_listen_sockets
-from warpd.daemon.auth import check_tcp_handshake, is_loopback_host, prepare_socket_dir
+from warpd.daemon.auth import check_tcp_handshake, prepare_socket_dir
 from warpd.daemon.pidfile import remove_pid_file, serving_pid, write_pid_file
 from warpd.daemon.routes import RouteError, parse_route
 from warpd.errors import ConfigError

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from warpd.daemon.hub import check_session_name
 from warpd.errors import InputError
 from warpd.ingest import check_format
+from warpd.protocol import check_session_name
 
 
 class PushRoute(msgspec.Struct, frozen=True):

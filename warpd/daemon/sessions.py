@@ -19,7 +19,6 @@ is counted is what a kept message costs in memory: its bytes plus
 from __future__ import annotations
 
 import itertools
-import re
 import secrets
 import sys
 import time
@@ -40,17 +39,6 @@ if TYPE_CHECKING:
 KEPT_OVERHEAD = sys.getsizeof(b"") + 2 * 8 + 8
 # A kept final also has a (seq, bytes) tuple and the seq's int.
 FINAL_OVERHEAD = KEPT_OVERHEAD + sys.getsizeof((0, b"")) + sys.getsizeof(2**40)
-_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
-
-
-def check_session_name(name: str) -> str | None:
-    """Return why ``name`` is not a valid session name, or None if it is."""
-    if _SESSION_NAME.fullmatch(name):
-        return None
-    return (
-        f"invalid session name {name[:80]!r}: use 1-128 letters, digits and . _ : @ + -, "
-        "starting with a letter or digit"
-    )
 
 
 class HubLimitError(Exception):
