@@ -147,17 +147,21 @@ def fixture_route(path: Path) -> tuple[str, str]:
 
 
 def fixture_answer(path: Path, **options: Any) -> Answer:
-    """A recorded fixture as its provider sends it over HTTP.
+    """A recorded fixture as its provider sends it over HTTP (see :func:`provider_answer`)."""
+    return provider_answer(path.read_bytes(), path.suffix, **options)
 
-    ``.sse`` files are sent as they are; ``.jsonl`` ones (SSE payloads without
-    their framing) get it back: ``event:`` lines for typed events as
-    Anthropic and the Responses API send them, and ``[DONE]`` after OpenAI
-    chat chunks. ``.ndjson`` is Ollama's own framing.
+
+def provider_answer(data: bytes, suffix: str, **options: Any) -> Answer:
+    """A recorded stream as its provider sends it over HTTP.
+
+    ``.sse`` data is sent as it is; ``.jsonl`` (SSE payloads without their
+    framing) gets it back: ``event:`` lines for typed events as Anthropic and
+    the Responses API send them, and ``[DONE]`` after OpenAI chat chunks.
+    ``.ndjson`` is Ollama's own framing.
     """
-    data = path.read_bytes()
-    if path.suffix == ".ndjson":
+    if suffix == ".ndjson":
         return Answer(data, "application/x-ndjson", **options)
-    if path.suffix == ".sse":
+    if suffix == ".sse":
         return Answer(data, **options)
     out = []
     typed = False

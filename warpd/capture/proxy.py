@@ -237,15 +237,21 @@ class CaptureProxy:
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+                # The tee first: what the upstream sent is captured even if
+                # the client is gone by the time it is written.
                 if tee is not None:
                     tee.feed(chunk)
-        except (ConnectionResetError, asyncio.CancelledError):
-            # The client went away: stop reading the upstream too.
-            log.info("the client disconnected mid-answer")
-            if tee is not None:
-                tee.abort("the client disconnected mid-answer")
-            upstream.close()
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client went away; if its answer was complete by then (a
+            # client that stops reading at its end marker), the stream is too
+            # and the abort changes nothing.
+            log.info("the client disconnected")
+            self._client_gone(upstream, tee)
+            return response
+        except asyncio.CancelledError:
+            self._client_gone(upstream, tee)
             raise
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = f"the upstream connection broke mid-answer: {_describe(exc)}"
@@ -257,10 +263,16 @@ class CaptureProxy:
             if request.transport is not None:
                 request.transport.abort()
             return response
-        await response.write_eof()
         if tee is not None:
             tee.end()
         return response
+
+    @staticmethod
+    def _client_gone(upstream: aiohttp.ClientResponse, tee: ResponseTee | None) -> None:
+        if tee is not None:
+            tee.abort("the client disconnected mid-answer")
+        # Stop reading the upstream: nobody wants the rest.
+        upstream.close()
 
 
 def _describe(exc: BaseException) -> str:
@@ -273,7 +285,11 @@ class _AiohttpToLoguru(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "DEBUG" if record.levelno < logging.WARNING else "WARNING"
-        logger.log(level, "aiohttp: {}", neutralise(record.getMessage()[:300]))
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f": {type(error).__name__}: {error}"
+        logger.log(level, "aiohttp: {}", neutralise(text[:300]))
 
 
 def _quiet_aiohttp_logs() -> None:

@@ -82,7 +82,7 @@ def _input_text(raw: msgspec.Raw) -> str | None:
     """The last user message of a Responses ``input`` (a string is the message itself)."""
     if not raw:
         return None
-    if bytes(raw[:1]) == b'"':
+    if memoryview(raw)[:1].tobytes() == b'"':
         try:
             text = _any_decoder.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError):

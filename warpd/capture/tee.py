@@ -235,6 +235,8 @@ class ResponseTee:
             self.sink.unreachable(exc)
         except ClientError as exc:
             self.sink.unreachable(ClientError(f"lost the warpd daemon ({exc})"))
+        except Exception as exc:  # a bug of ours: the copy is lost, never the client's answer
+            self.log.error("capture failed: {}: {}", type(exc).__name__, exc)
         finally:
             self._dropped = True
             self._ops.clear()
