@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from warpd.protocol import Block, SnapshotMessage, StreamMessage
+from warpd.protocol import Block, SnapshotMessage, StreamMessage, StreamRequest
 from warpd.render.markdown import MarkdownWriter
 from warpd.render.style import (
     BLUE,
@@ -361,6 +361,8 @@ class StreamView:
         self.layout = layout
         self.mode = mode
         self.model: str | None = None
+        # What was asked for (warpd run / warpd proxy say it on the first message).
+        self.request: StreamRequest | None = message.request
         self.created = message.created if message.created is not None else now
         self.final: StreamMessage | None = None
         self.ended = now
@@ -378,6 +380,8 @@ class StreamView:
             return
         if message.model:
             self.model = message.model
+        if message.request is not None:
+            self.request = message.request
         if message.created is not None:
             self.created = message.created
         whole = isinstance(message, SnapshotMessage)
@@ -487,7 +491,11 @@ class StreamView:
             parts += [(" · ", grey), (neutralise(self.model), Style(0, CYAN))]
         stamp = time.strftime("%H:%M:%S", time.localtime(self.created))
         parts += [(" · ", grey), (stamp, grey)]
-        return rule_rows(parts, self.layout, grey)
+        rows = rule_rows(parts, self.layout, grey)
+        prompt = self.request.prompt if self.request is not None else None
+        if prompt:
+            rows.append(clip_row([("› ", grey), (neutralise(prompt), grey)], self.layout.width))
+        return rows
 
     def _header(self, out: list[str]) -> None:
         if not self._header_done:
