@@ -10,6 +10,7 @@ from bench.timing import machine
 
 # Each benchmark is a module of this package with a ``run(quick: bool)`` function.
 BENCHMARKS = {
+    "capture": "bench.capture",
     "decode": "bench.decode",
     "fanout": "bench.fanout",
     "history": "bench.history",

@@ -344,3 +344,29 @@ def test_listening_beyond_loopback_is_refused(short_tmp: Path) -> None:
     assert result.returncode == 1
     assert b"the proxy listens on loopback only" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_answers_share_push_connections_and_survive_a_daemon_restart(
+    daemon: Daemon, upstream: FakeUpstream, proxy: ProxyProcess, short_tmp: Path
+) -> None:
+    upstream.choose = lambda p, b: Answer(TEXT_WITH_USAGE, pieces=3)
+    sub = daemon.subscriber("--session", "cap")
+    try:
+        for _ in range(3):
+            exchange(proxy.url, "POST", "/openai/v1/chat/completions", chat_request())
+            sub.messages_until_final()
+    finally:
+        sub.close()
+    # One WebSocket handshake for three answers one after another.
+    assert daemon.log().count("push session=cap") == 1
+    daemon.stop()
+    with Daemon(short_tmp) as restarted:
+        sub = restarted.subscriber("--session", "cap")
+        try:
+            proxied = exchange(proxy.url, "POST", "/openai/v1/chat/completions", chat_request())
+            final = sub.messages_until_final()[-1]
+        finally:
+            sub.close()
+    assert proxied.body == TEXT_WITH_USAGE
+    assert not final.get("aborted") and final["blocks"][0]["text"] == "Hello wörld ✓"
+    assert "no warpd daemon" not in proxy.log() and "lost the warpd daemon" not in proxy.log()

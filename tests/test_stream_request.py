@@ -111,3 +111,21 @@ def test_abort_with_a_reason_and_the_connection_goes_on(daemon: Daemon) -> None:
     assert aborted.aborted and aborted.abort_reason == "the client disconnected mid-stream"
     assert aborted.request == ASKED
     assert not whole.aborted and whole.request is None
+
+
+def test_finish_completes_the_stream_and_keeps_the_connection(daemon: Daemon) -> None:
+    events = sse_payloads(TEXT_WITH_USAGE)
+    with warpd.Client(daemon.address).stream(session="kept", format="openai") as s:
+        s.open(ASKED)
+        # Every choice finished, no [DONE]: complete, as the end of input says.
+        for event in events[:-1]:
+            s.push(event)
+        s.finish()
+        s.open(None)
+        for event in events[:3]:
+            s.push(event)
+        s.finish()
+    whole, cut = s.finals
+    assert not whole.aborted and whole.request == ASKED
+    assert cut.aborted and cut.abort_reason == "input ended before finish_reason or [DONE]"
+    assert daemon.log().count("push session=kept") == 1

@@ -213,11 +213,32 @@ class AsyncPushStream:
         model and prompt); the events pushed next belong to it. A live stream
         is completed first.
         """
+        for frame in self._frames.close():
+            await self._send(frame)
+        self._frames = EventFrames(self.format)
         await self._send(encode_control("open", request=request))
 
     async def abort(self, reason: str) -> None:
         """Complete the live stream as aborted with ``reason``; the connection stays usable."""
+        self._frames = EventFrames(self.format)
         await self._send(encode_control("abort", reason[:500]))
+
+    async def finish(self) -> None:
+        """The live stream's input is over: complete it, and keep the connection for more.
+
+        As leaving the ``async with`` block does (aborted if its provider
+        never ended it), but the next events start a new stream here.
+        """
+        for frame in self._frames.close():
+            await self._send(frame)
+        # Each stream's body is framed afresh (SSE, JSON lines or whole objects).
+        self._frames = EventFrames(self.format)
+        await self._send(encode_control("finish"))
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (or not yet open): no more pushing on it."""
+        return self._replies is None or self._replies.done()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -386,6 +407,11 @@ class PushStream:
         """Complete the live stream as aborted with ``reason``."""
         assert self._loop is not None
         self._loop.run(self._stream.abort(reason))
+
+    def finish(self) -> None:
+        """Complete the live stream and keep the connection; see :meth:`AsyncPushStream.finish`."""
+        assert self._loop is not None
+        self._loop.run(self._stream.finish())
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -224,9 +224,11 @@ class ProducerControl(msgspec.Struct, omit_defaults=True):
     ``reason``.
     ``open``: start a stream now, before its first event, saying what was
     asked for (``request``); a live stream is completed first, as by ``end``.
+    ``finish``: the live stream's input is over: complete it as ``end`` does,
+    but keep the connection for more streams (no ``end`` reply).
     """
 
-    warpd: Literal["end", "abort", "open"]
+    warpd: Literal["end", "abort", "open", "finish"]
     reason: str | None = None
     request: StreamRequest | None = None
 
@@ -256,7 +258,7 @@ def decode_control(data: bytes) -> ProducerControl:
 
 
 def encode_control(
-    kind: Literal["end", "abort", "open"],
+    kind: Literal["end", "abort", "open", "finish"],
     reason: str | None = None,
     *,
     request: StreamRequest | None = None,

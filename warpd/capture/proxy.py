@@ -30,7 +30,9 @@ import itertools
 import logging
 import socket
 import time
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -110,6 +112,7 @@ class CaptureProxy:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
 
     async def start(self) -> None:
         """Bind and start serving; raises OSError if the address cannot be bound."""
@@ -131,11 +134,13 @@ class CaptureProxy:
             # connecting has a time limit.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             connector=aiohttp.TCPConnector(limit=0),
-            # HTTPS_PROXY and the like apply upstream, as they would have
-            # for the tool itself.
-            trust_env=True,
+            # No ~/.netrc credentials, no cookies of ours: the request is the
+            # tool's. (trust_env would also cost two thread hops per request.)
+            trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # HTTPS_PROXY and the like apply upstream, as they would have for the tool.
+        self._proxies = {name: environment_proxy(url) for name, url in self.upstreams.items()}
         app = web.Application(client_max_size=MAX_BODY, handler_args={"access_log": None})
         app.router.add_route("*", "/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -148,7 +153,7 @@ class CaptureProxy:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.sink.drain(drain_timeout)
+        await self.sink.close(drain_timeout)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -207,6 +212,7 @@ class CaptureProxy:
                 data=body if body or request.body_exists else None,
                 allow_redirects=False,
                 skip_auto_headers=_NO_AUTO_HEADERS,
+                proxy=self._proxies.get(route.provider.name),
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = f"cannot reach the {route.provider.name} upstream {base}: {_describe(exc)}"
@@ -273,6 +279,16 @@ class CaptureProxy:
             tee.abort("the client disconnected mid-answer")
         # Stop reading the upstream: nobody wants the rest.
         upstream.close()
+
+
+def environment_proxy(url: str) -> str | None:
+    """The HTTP proxy the environment names for ``url`` (``HTTPS_PROXY``…, ``NO_PROXY`` kept)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(parts.netloc):
+        return proxy
+    return None
 
 
 def _describe(exc: BaseException) -> str:

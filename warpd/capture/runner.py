@@ -15,9 +15,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from loguru import logger
@@ -96,12 +96,21 @@ def check_not_looping(options: CaptureOptions, proxy_url: str) -> None:
 
 def run_command(argv: Sequence[str], options: CaptureOptions) -> int:
     """Run ``argv`` behind a capture proxy; its exit status (128 + N if killed by signal N)."""
-    return asyncio.run(_run_command(list(argv), options))
+    return _run_loop(_run_command(list(argv), options))
 
 
 def serve_proxy(options: CaptureOptions, out: TextIO = sys.stdout) -> int:
     """Run the capture proxy until SIGINT or SIGTERM; print the export lines first."""
-    return asyncio.run(_serve_proxy(options, out))
+    return _run_loop(_serve_proxy(options, out))
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop when it is installed (as ``warpd serve`` does), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without it
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def _start(options: CaptureOptions) -> CaptureProxy:

@@ -45,6 +45,9 @@ from warpd.ingest.whole import completion_events, error_events, failure_events
 #: answer's copy may hold) before the copy is given up.
 TEE_LIMIT = 16 * 1024 * 1024
 
+#: Idle push connections kept per format, for the next answers.
+IDLE = 4
+
 STREAMED_TYPES = ("text/event-stream", "application/x-ndjson")
 
 Mode = Literal["stream", "whole", "error"]
@@ -55,7 +58,12 @@ class CaptureSink:
 
     ``address`` as for :class:`~warpd.client.AsyncClient` (None: ``$WARPD_ADDR``,
     else the user's socket). Call :meth:`tee` for each captured request and
-    :meth:`drain` before the proxy exits.
+    :meth:`close` before the proxy exits.
+
+    Push connections are kept open between answers (up to :data:`IDLE` per
+    format) and used again: each answer is one stream, ended with
+    ``finish``, so the next one on the connection costs one frame, not a
+    WebSocket handshake on the way to the client's first byte.
     """
 
     def __init__(self, session: str, address: str | None = None, *,
@@ -64,6 +72,8 @@ class CaptureSink:
         self.client = AsyncClient(address)
         self.limit = limit
         self.tees: set[ResponseTee] = set()
+        self._idle: dict[str, list[AsyncPushStream]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._down = False
         self._warned_encodings: set[str] = set()
 
@@ -73,16 +83,67 @@ class CaptureSink:
         self.tees.add(tee)
         return tee
 
-    async def drain(self, timeout: float) -> None:
-        """Let each tee push what it holds, for at most ``timeout`` seconds; cancel the rest."""
+    async def close(self, timeout: float) -> None:
+        """Let each tee push what it holds, then close every connection.
+
+        Tees still busy after ``timeout`` seconds are cancelled (their streams
+        end aborted).
+        """
         tasks = [t.task for t in self.tees]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        idle = [push for pushes in self._idle.values() for push in pushes]
+        self._idle.clear()
+        for push in idle:
+            self.discard(push)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=timeout)
+
+    # -- push connections ---------------------------------------------------
+
+    async def connection(self, format: str) -> tuple[AsyncPushStream, bool]:
+        """A push connection for ``format``: (an idle one, True), else (a new one, False).
+
+        Raises :class:`DaemonUnavailable` or :class:`ClientError`.
+        """
+        idle = self._idle.get(format)
+        while idle:
+            push = idle.pop()
+            if not push.closed:
+                return push, True
+            # The daemon closed it meanwhile (a restart): close our side too.
+            self.discard(push)
+        return await self.new_connection(format), False
+
+    async def new_connection(self, format: str) -> AsyncPushStream:
+        push = self.client.stream(session=self.session, format=format)
+        await push.__aenter__()
+        return push
+
+    def release(self, format: str, push: AsyncPushStream) -> None:
+        """Keep ``push`` for the next answer of ``format`` (or close it: enough are idle)."""
+        idle = self._idle.setdefault(format, [])
+        if not push.closed and len(idle) < IDLE:
+            idle.append(push)
+        else:
+            self.discard(push)
+
+    def discard(self, push: AsyncPushStream) -> None:
+        """Close ``push`` in the background (:meth:`close` waits for it)."""
+        task = asyncio.ensure_future(self._close(push))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(push: AsyncPushStream) -> None:
+        try:
+            await push.__aexit__(None, None, None)
+        except (ClientError, OSError):
+            pass
 
     # -- the daemon's state, said once per change ---------------------------
 
@@ -117,7 +178,6 @@ class ResponseTee:
         self.sink = sink
         self.format = format
         self.log = log
-        self.stream: str | None = None
         self._ops: deque[tuple[str, Any]] = deque()
         self._queued = 0
         self._wake = asyncio.Event()
@@ -212,22 +272,28 @@ class ResponseTee:
 
     async def _run(self, body: bytes) -> None:
         started = time.monotonic()
+        push: AsyncPushStream | None = None
         try:
             request = summarise_request(body)
             del body
-            async with self.sink.client.stream(
-                session=self.sink.session, format=self.format
-            ) as push:
-                self.sink.reached()
+            push, reused = await self.sink.connection(self.format)
+            try:
                 await push.open(request)
-                while await self._apply(push, *await self._next()):
-                    pass
-            final = push.finals[-1] if push.finals else None
-            if final is not None:
-                self.stream = final.stream
-                self.log.debug("stream {} complete{} in {:.2f}s", final.stream,
-                               " (aborted)" if final.aborted else "",
-                               time.monotonic() - started)
+            except ClientError:
+                if not reused:
+                    raise
+                # The idle connection died meanwhile (the daemon restarted): a new one.
+                push = await self.sink.new_connection(self.format)
+                await push.open(request)
+            self.sink.reached()
+            while await self._apply(push, *await self._next()):
+                pass
+            # Complete the stream as the end of input does (aborted if its
+            # provider never ended it); the connection stays for the next.
+            await push.finish()
+            self.sink.release(self.format, push)
+            push = None
+            self.log.debug("answer captured in {:.2f}s", time.monotonic() - started)
         except PushRejected as exc:
             # The daemon ended the stream with an error block saying the same.
             self.log.warning("warpd could not read this answer: {}", exc)
@@ -240,6 +306,10 @@ class ResponseTee:
         finally:
             self._dropped = True
             self._ops.clear()
+            if push is not None:
+                # Cancelled (shutdown) or failed mid-stream: this connection's
+                # state is unknown; closing it ends its stream as aborted.
+                self.sink.discard(push)
 
     async def _apply(self, push: AsyncPushStream, op: str, value: Any) -> bool:
         """Carry out one operation; False once the stream is over."""

@@ -127,6 +127,10 @@ class Producers:
             for message in streams.abort(control.reason or "aborted by the producer"):
                 await send_message(ws, await self.publish_reply(message))
             return False
+        if control.warpd == "finish":
+            for message in streams.end():
+                await send_message(ws, await self.publish_reply(message))
+            return False
         if control.warpd == "open":
             for message in streams.open(control.request):
                 if message.streaming:
