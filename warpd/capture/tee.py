@@ -283,6 +283,8 @@ class ResponseTee:
                 if not reused:
                     raise
                 # The idle connection died meanwhile (the daemon restarted): a new one.
+                self.sink.discard(push)
+                push = None
                 push = await self.sink.new_connection(self.format)
                 await push.open(request)
             self.sink.reached()
