@@ -51,17 +51,17 @@ def anthropic_requests() -> dict[str, Any]:
     client = anthropic.Anthropic(max_retries=0)
     out: dict[str, Any] = {}
     out["stream"] = [dump(e) for e in client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=100, messages=messages, stream=True)]
+        model="claude-test", max_tokens=100, messages=messages, stream=True)]
     out["message"] = dump(client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=100, messages=messages))
+        model="claude-test", max_tokens=100, messages=messages))
 
     async def async_requests() -> None:
         aclient = anthropic.AsyncAnthropic(max_retries=0)
-        async with aclient.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
+        async with aclient.messages.stream(model="claude-test", max_tokens=100,
                                            messages=messages) as stream:
             out["async stream final"] = dump(await stream.get_final_message())
         out["async message"] = dump(await aclient.messages.create(
-            model="claude-sonnet-4-5", max_tokens=100, messages=messages))
+            model="claude-test", max_tokens=100, messages=messages))
         await aclient.close()
 
     asyncio.run(async_requests())
