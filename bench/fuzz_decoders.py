@@ -6,11 +6,15 @@ daemon's push handler decode a producer's bytes:
 
 - byte 0 picks the format (``auto`` or one of the decoders), byte 1 the size
   of the chunks the rest is cut into (so framing is fuzzed too);
-- the rest goes through :func:`warpd.ingest.convert.convert` with
-  ``errors="message"``, and, line by line, straight into a fresh decoder.
+- the rest goes through :func:`warpd.ingest.convert.convert` (tolerant, and
+  strict with ``errors="message"``), and, line by line, straight into a
+  fresh decoder (tolerant, and strict).
 
-A finding is any exception other than :class:`warpd.errors.InputError`, a
-stream left without its final message, or a message that does not encode.
+A finding is any exception from the tolerant path (irregular input is
+skipped or repaired there, never raised), any exception other than
+:class:`warpd.errors.InputError` from the strict one, a stream left without
+its final message, a tolerant stream aborted for bad input, or a message that
+does not encode.
 
 Run it bounded, from the project root::
 
@@ -32,6 +36,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "streams"
@@ -74,25 +79,32 @@ def make_target() -> object:
         size = data[1] or len(data)
         body = data[2:]
         chunks = [body[i : i + size] for i in range(0, len(body), size)]
-        final: dict[str, bool] = {}
-        for message in convert(chunks, format=format, errors="message"):
-            encode(message)
-            final[message.stream] = is_final(message)
-        left_open = [stream for stream, done in final.items() if not done]
-        if left_open:
-            raise AssertionError(f"streams left open: {left_open}")
+        for strict in (False, True):
+            final: dict[str, bool] = {}
+            for message in convert(chunks, format=format, errors="message", strict=strict):
+                encode(message)
+                final[message.stream] = is_final(message)
+                if not strict and message.aborted and "bad input" in (message.abort_reason or ""):
+                    raise AssertionError(f"tolerant stream aborted: {message.abort_reason}")
+            left_open = [stream for stream, done in final.items() if not done]
+            if left_open:
+                raise AssertionError(f"streams left open: {left_open}")
         decoder_class = DECODERS.get(format)
         if decoder_class is None:
             return
-        decoder = decoder_class()
+        lines = [body] if decoder_class.raw else body.splitlines()
+        _feed(decoder_class(), lines)
         try:
-            for line in [body] if decoder_class.raw else body.splitlines():
-                if decoder.ended:
-                    break
-                decoder.feed(line)
-            decoder.end_of_input()
+            _feed(decoder_class(strict=True), lines)
         except InputError:
             pass
+
+    def _feed(decoder: Any, lines: list[bytes]) -> None:
+        for line in lines:
+            if decoder.ended:
+                break
+            decoder.feed(line)
+        decoder.end_of_input()
 
     return target
 

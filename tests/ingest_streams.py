@@ -12,9 +12,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from warpd.blocks import is_final
 from warpd.ingest.convert import convert
-from warpd.protocol import BlocksMessage
+from warpd.protocol import BlocksMessage, WarningMessage
 
 
 def sse(*events: dict[str, Any], named: bool = True) -> bytes:
@@ -32,17 +34,52 @@ def jsonl(*events: dict[str, Any]) -> bytes:
     return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events).encode()
 
 
-def messages(data: bytes | Iterable[bytes], format: str = "auto") -> list[BlocksMessage]:
+def messages(
+    data: bytes | Iterable[bytes], format: str = "auto", *, strict: bool = False
+) -> list[BlocksMessage]:
     """Every message ``convert`` makes of ``data`` (bytes, or chunks of it)."""
     chunks = [data] if isinstance(data, bytes) else list(data)
-    return list(convert(chunks, format=format))
+    return list(convert(chunks, format=format, strict=strict))
 
 
-def final(data: bytes | Iterable[bytes], format: str = "auto") -> BlocksMessage:
+def final(
+    data: bytes | Iterable[bytes], format: str = "auto", *, strict: bool = False
+) -> BlocksMessage:
     """The final message of the one stream in ``data``; fails if there is not exactly one."""
-    finals = [m for m in messages(data, format) if is_final(m)]
+    finals = [m for m in messages(data, format, strict=strict) if is_final(m)]
     assert len(finals) == 1, f"expected one stream, got {len(finals)}"
     return finals[0]
+
+
+def warned(data: bytes | Iterable[bytes], format: str = "auto") -> list[tuple[int, str, str]]:
+    """(input line, code, message) of each warning ``convert`` gives for ``data``."""
+    chunks = [data] if isinstance(data, bytes) else list(data)
+    found: list[tuple[int, str, str]] = []
+
+    def keep(warning: WarningMessage, line: int) -> None:
+        found.append((line, warning.code or "", warning.message))
+
+    for _ in convert(chunks, format=format, on_warning=keep):
+        pass
+    return found
+
+
+def input_errors(message: BlocksMessage) -> list[str]:
+    """The ``code`` of each input error block (the irregularities shown to subscribers)."""
+    return [
+        b.error.code or ""
+        for b in message.blocks
+        if b.error is not None and b.error.source == "input"
+    ]
+
+
+def without_input_errors(message: BlocksMessage) -> list[Any]:
+    """The blocks that are not input error blocks, ids and indexes left out."""
+    return [
+        msgspec.structs.replace(b, id="", index=0)
+        for b in message.blocks
+        if b.error is None or b.error.source != "input"
+    ]
 
 
 def texts(message: BlocksMessage, type: str) -> list[str]:

@@ -32,11 +32,20 @@ def sse_payloads(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def same_result(a: BlocksMessage, b: BlocksMessage) -> bool:
-    """Same blocks and outcome (block ids differ with the session and stream number)."""
+def same_result(a: BlocksMessage, b: BlocksMessage, *, ignore_input_errors: bool = False) -> bool:
+    """Same blocks and outcome (block ids differ with the session and stream number).
+
+    ``ignore_input_errors``: leave out input error blocks (and block indexes,
+    which they shift).
+    """
+    left_out = {"id", "index"} if ignore_input_errors else {"id"}
 
     def result(m: BlocksMessage) -> tuple[Any, ...]:
-        blocks = [{k: v for k, v in msgspec.to_builtins(b).items() if k != "id"} for b in m.blocks]
+        blocks = [
+            {k: v for k, v in msgspec.to_builtins(b).items() if k not in left_out}
+            for b in m.blocks
+            if not (ignore_input_errors and b.error is not None and b.error.source == "input")
+        ]
         return (blocks, m.finish_reason, m.usage, m.model, m.aborted)
 
     return result(a) == result(b)
@@ -135,10 +144,24 @@ def test_push_outcome_takes_the_worst_stream() -> None:
     assert push_outcome([failed, cut, ok]) == Outcome.PROVIDER_ERROR
 
 
-def test_a_rejected_event_raises_with_the_daemons_reason(daemon: Daemon) -> None:
+def test_an_irregular_event_is_a_warning_and_the_stream_goes_on(daemon: Daemon) -> None:
+    payloads = sse_payloads(TEXT_WITH_USAGE)
+    events = [*payloads[:2], "{not json\n", *payloads[2:]]
+    with warpd.Client(daemon.address).stream(format="openai") as stream:
+        for event in events:
+            stream.push(event)
+    assert not stream.final.aborted
+    assert same_result(stream.final, offline_final(TEXT_WITH_USAGE), ignore_input_errors=True)
+    (warning,) = stream.warnings
+    assert warning.frame == 3 and warning.code == "invalid-json"
+    assert warning.message.startswith("invalid JSON in OpenAI chat completion chunk")
+    assert warning.stream == stream.final.stream
+
+
+def test_strict_a_rejected_event_raises_with_the_daemons_reason(daemon: Daemon) -> None:
     events = [*sse_payloads(TEXT_WITH_USAGE)[:2], "{not json"]
     with pytest.raises(PushRejected, match=r"frame 3: invalid JSON") as info:
-        warpd.Client(daemon.address).push(events, format="openai")
+        warpd.Client(daemon.address).push(events, format="openai", strict=True)
     assert info.value.frame == 3
     # The daemon serves on.
     assert warpd.Client(daemon.address).push(sse_payloads(TEXT_WITH_USAGE)).blocks

@@ -109,14 +109,48 @@ def test_sse_output_and_once(daemon: Daemon) -> None:
     assert json.loads(last[2].removeprefix("data: "))["complete"] is True
 
 
-def test_push_reports_bad_input_by_line_and_the_daemon_serves_on(daemon: Daemon) -> None:
+_BAD = TEXT_WITH_USAGE.replace(
+    b'data: {"object": "chat.completion.chunk", "model": "gpt-test", "choices": '
+    b'[{"index": 0, "delta": {"content": "lo',
+    b"data: {oops\x1b[31m\n\ndata: " + b'{"object": "chat.completion.chunk", "model": "gpt-test", '
+    b'"choices": [{"index": 0, "delta": {"content": "lo',
+    1,
+)
+
+
+def test_push_warns_of_a_bad_event_by_line_and_the_stream_goes_on(daemon: Daemon) -> None:
+    assert _BAD != TEXT_WITH_USAGE
     sub = daemon.subscriber()
     try:
-        bad = TEXT_WITH_USAGE.replace(b'data: {"object": "chat.completion.chunk", "model": "gpt-'
-                                      b'test", "choices": [{"index": 0, "delta": {"content": "lo',
-                                      b"data: {oops", 1)
-        assert bad != TEXT_WITH_USAGE
-        result = daemon.push(data=bad)
+        result = daemon.push(data=_BAD)
+        assert result.returncode == 0, result.stderr
+        line = result.stderr.decode().strip()
+        # One line, escaped, naming the input line.
+        assert "\n" not in line and "\x1b" not in line, line
+        assert line.startswith("warpd push: warning: line 5: invalid JSON in OpenAI chat"), line
+        assert "\\x1b[31m" in line
+        # Subscribers saw an input error block, and the whole stream, unaborted.
+        last = sub.messages_until_final()[-1]
+        assert not last.get("aborted")
+        assert [b["text"] for b in last["blocks"] if b["type"] == "text"] == ["Hello wörld ✓"]
+        (error,) = [b for b in last["blocks"] if b["type"] == "error"]
+        assert error["error"]["source"] == "input" and error["error"]["code"] == "invalid-json"
+        assert error["error"]["frame"] == 3
+    finally:
+        sub.close()
+    # `warpd convert` says the same on stderr and still prints the blocks.
+    path = daemon.workdir / "bad.sse"
+    path.write_bytes(_BAD)
+    converted = daemon.run("convert", str(path))
+    assert converted.returncode == 0
+    assert converted.stderr.decode().startswith("warpd convert: warning: line 5: invalid JSON")
+    assert comparable(json.loads(converted.stdout.splitlines()[-1])) == comparable(last)
+
+
+def test_strict_push_reports_bad_input_by_line_and_the_daemon_serves_on(daemon: Daemon) -> None:
+    sub = daemon.subscriber()
+    try:
+        result = daemon.push(None, "--strict", data=_BAD)
         assert result.returncode == 1
         line = result.stderr.decode().strip()
         assert "\n" not in line and line.startswith("warpd push: line 5: invalid JSON"), line
@@ -127,14 +161,27 @@ def test_push_reports_bad_input_by_line_and_the_daemon_serves_on(daemon: Daemon)
         assert last["blocks"][-1]["type"] == "error"
         assert "invalid JSON" in last["blocks"][-1]["error"]["message"]
         # A second, valid stream on the same daemon still completes.
-        assert daemon.push(data=TEXT_WITH_USAGE).returncode == 0
+        assert daemon.push(None, "--strict", data=TEXT_WITH_USAGE).returncode == 0
         assert not sub.messages_until_final()[-1].get("aborted")
     finally:
         sub.close()
+    path = daemon.workdir / "bad.sse"
+    path.write_bytes(_BAD)
+    converted = daemon.run("convert", "--strict", str(path))
+    assert converted.returncode == 1
+    assert "line 5: invalid JSON" in converted.stderr.decode()
 
 
-def test_unrecognised_input_names_the_formats_and_shows_the_frame(daemon: Daemon) -> None:
+def test_unrecognised_input_is_skipped_with_a_warning_naming_the_formats(daemon: Daemon) -> None:
     result = daemon.push(None, "--format", "auto", data=b'{"hello": "world"}\n')
+    assert result.returncode == 1  # nothing but that event: no stream in the input
+    message = result.stderr.decode()
+    assert message.startswith("warpd push: warning: line 1: cannot tell the stream's format")
+    assert "hello" in message
+
+
+def test_strict_unrecognised_input_names_the_formats_and_shows_the_frame(daemon: Daemon) -> None:
+    result = daemon.push(None, "--format", "auto", "--strict", data=b'{"hello": "world"}\n')
     assert result.returncode == 1
     message = result.stderr.decode()
     assert "cannot tell the stream's format" in message and "hello" in message

@@ -465,11 +465,41 @@ def test_shutdown_is_bounded_by_a_stuck_subscriber_and_a_second_signal_forces(
 # -- limits ------------------------------------------------------------------------
 
 
-def test_an_oversized_frame_is_refused_naming_the_limit_and_the_line(short_tmp: Path) -> None:
+def test_an_oversized_frame_is_skipped_naming_the_limit_and_the_line(short_tmp: Path) -> None:
+    with Daemon(short_tmp, config="[limits]\nmax_frame_bytes = 2000\n") as daemon:
+        sub = daemon.subscriber()
+        data = CHAT_START + b"".join(chat_pieces(2, size=100)) + b"".join(
+            chat_pieces(1, size=3000, start=2)) + b"".join(chat_pieces(1, size=10, start=3))
+        data += CHAT_END
+        result = daemon.push(data=data)
+        last = sub.messages_until_final()[-1]
+        sub.close()
+        # The push's own limit (its config.toml) discards the event before it is sent.
+        config = short_tmp / "client-config" / "warpd"
+        config.mkdir(parents=True)
+        (config / "config.toml").write_text("[limits]\nmax_frame_bytes = 1000\n")
+        discarded = daemon.run("push", data=data, XDG_CONFIG_HOME=str(config.parent))
+    assert result.returncode == 0, result.stderr
+    message = result.stderr.decode().strip()
+    assert message.startswith("warpd push: warning: line 7: "), message
+    assert "over the limit of 2000" in message and "max_frame_bytes" in message
+    assert not last.get("aborted")
+    (error,) = [b["error"] for b in last["blocks"] if b["type"] == "error"]
+    assert error["source"] == "input" and error["code"] == "oversized-frame"
+    assert len(last["blocks"]) == 2  # the text (without the skipped piece) and the error
+    assert discarded.returncode == 0, discarded.stderr
+    message = discarded.stderr.decode().strip()
+    assert message.startswith("warpd push: warning: line 7: "), message
+    assert "over the limit of 1000" in message
+
+
+def test_strict_an_oversized_frame_is_refused_naming_the_limit_and_the_line(
+    short_tmp: Path,
+) -> None:
     with Daemon(short_tmp, config="[limits]\nmax_frame_bytes = 2000\n") as daemon:
         data = CHAT_START + b"".join(chat_pieces(2, size=100)) + b"".join(
             chat_pieces(1, size=3000, start=2)) + CHAT_END
-        result = daemon.push(data=data)
+        result = daemon.push(None, "--strict", data=data)
     assert result.returncode == 1
     message = result.stderr.decode().strip()
     assert message.startswith("warpd push: line 7: "), message

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import fixture_files
-from tests.ingest_streams import HAND_MADE, messages
+from tests.ingest_streams import HAND_MADE, final, input_errors, messages, texts, warned
+from warpd.blocks import is_final
 from warpd.errors import InputError
 from warpd.ingest import DECODERS, detect_format
 from warpd.ingest.framing import AutoFramer, sniff_framing
@@ -98,10 +99,25 @@ def test_unknown_first_event_names_the_formats_tried(payload: bytes) -> None:
     assert message.endswith(f"the event starts {payload.decode()!r}")
 
 
-def test_unknown_first_event_through_convert_names_frame_and_line() -> None:
+def test_unknown_first_event_through_convert_is_skipped_and_named_by_line() -> None:
+    long_event = b'{"greeting": "' + b"x" * 100 + b'"}\n'
+    ((line, code, message),) = warned(b"\n" + long_event)
+    assert (line, code) == (2, "unknown-format")
+    assert message.startswith("cannot tell the stream's format")
+    assert message.endswith('the event starts \'{"greeting": "' + "x" * 46 + "'…: event skipped")
+    # No stream followed: the warning completes in a stream of its own.
+    (only,) = messages(b"\n" + long_event)
+    assert is_final(only) and not only.aborted and input_errors(only) == ["unknown-format"]
+    # A stream that follows shows it, and is whole.
+    ok = b'{"model":"m","response":"ok","done":true}\n'
+    last = final(long_event + ok)
+    assert texts(last, "text") == ["ok"] and input_errors(last) == ["unknown-format"]
+
+
+def test_strict_mode_unknown_first_event_through_convert_names_frame_and_line() -> None:
     long_event = b'{"greeting": "' + b"x" * 100 + b'"}\n'
     with pytest.raises(InputError) as caught:
-        messages(b"\n" + long_event)
+        messages(b"\n" + long_event, strict=True)
     message = str(caught.value)
     assert message.startswith("frame 1: line 2: cannot tell the stream's format")
     assert message.endswith('the event starts \'{"greeting": "' + "x" * 46 + "'…")
@@ -181,11 +197,20 @@ def test_producer_told_of_plain_text_uses_the_text_decoder() -> None:
     assert fixed.detected == "ollama"
 
 
-def test_invalid_utf8_inside_a_json_string_is_an_input_error() -> None:
+def test_invalid_utf8_inside_a_json_string_is_skipped_with_a_warning() -> None:
+    bad = b'{"model":"m","response":"x\xbe","done":false}\n'
+    ok = b'{"model":"m","response":"ok","done":false}\n'
+    end = b'{"model":"m","done":true}\n'
+    assert [w[:2] for w in warned(bad + ok + end)] == [(1, "invalid-utf8")]
+    assert [w[:2] for w in warned(ok + bad + end)] == [(2, "invalid-utf8")]
+    assert texts(final(ok + bad + end), "text") == ["ok"]
+
+
+def test_strict_mode_invalid_utf8_inside_a_json_string_is_an_input_error() -> None:
     with pytest.raises(InputError, match=r"^frame 1: line 1: invalid UTF-8 in the stream's first"):
-        messages(b'{"model":"m","response":"x\xbe","done":false}\n')
+        messages(b'{"model":"m","response":"x\xbe","done":false}\n', strict=True)
     ok = b'{"model":"m","response":"ok","done":false}\n'
     with pytest.raises(
         InputError, match=r"^frame 2: line 2: invalid UTF-8 in Ollama stream object"
     ):
-        messages(ok + b'{"model":"m","response":"x\xbe","done":false}\n')
+        messages(ok + b'{"model":"m","response":"x\xbe","done":false}\n', strict=True)

@@ -43,7 +43,7 @@ CUT_OFF = b"\n\n".join(TEXT_WITH_USAGE.split(b"\n\n")[:3]) + b"\n\n"
         (TEXT_WITH_USAGE, 0, ""),
         (ANTHROPIC_OVERLOADED, 4, "the provider reported an error: overloaded_error: Overloaded"),
         (CUT_OFF, 5, "completed as aborted: input ended before"),
-        (b"data: {not json}\n\n", 1, "line 1: "),
+        (b"data: {not json}\n\n", 1, "warning: line 1: "),
         (b"", 1, "warpd push: no stream in the input"),
         (b"\n\n", 1, "warpd push: no stream in the input"),
     ],
@@ -59,6 +59,18 @@ def test_push_exit_status_says_how_the_stream_ended(
     relaxed = daemon.push(None, "--no-fail", data=data)
     assert relaxed.returncode == 0
     assert said in relaxed.stderr.decode()
+
+
+def test_strict_push_of_a_bad_event_exits_1_naming_its_line(daemon: Daemon) -> None:
+    data = b"data: {not json}\n\n"
+    result = daemon.push(None, "--strict", data=data)
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith("warpd push: line 1: "), result.stderr
+    # Tolerant: the same event is a warning, and then there is no stream at all.
+    result = daemon.push(data=data)
+    assert result.stderr.decode().splitlines()[-1] == (
+        "warpd push: no stream in the input: every event in it was irregular (see above)"
+    )
 
 
 def test_push_without_a_daemon_exits_3_and_no_fail_makes_it_0(short_tmp: Path) -> None:
@@ -91,8 +103,13 @@ def test_push_help_documents_the_exit_statuses(daemon: Daemon) -> None:
 def test_rejections_name_no_command_line_flag(daemon: Daemon) -> None:
     """The daemon's reasons reach Python callers too: they don't speak of --flags."""
     with pytest.raises(PushRejected, match="cannot tell the stream's format") as info:
-        warpd.Client(daemon.address).push([{"hello": "world"}])
+        warpd.Client(daemon.address).push([{"hello": "world"}], strict=True)
     assert "--" not in str(info.value)
+    # Tolerant, the same reason comes as a warning.
+    with warpd.Client(daemon.address).stream() as stream:
+        stream.push({"hello": "world"})
+    (warning,) = stream.warnings
+    assert "cannot tell the stream's format" in warning.message and "--" not in warning.message
 
 
 def test_convert_of_empty_input_says_so(daemon: Daemon) -> None:

@@ -16,14 +16,17 @@ from tests.ingest_streams import (
     ANTHROPIC_TRUNCATED_TOOL,
     _a_block,
     _a_delta,
+    _a_end,
     _a_stop,
     final,
+    input_errors,
     jsonl,
     kinds,
     messages,
     sse,
     texts,
     tools,
+    warned,
 )
 from warpd.errors import InputError
 from warpd.ingest.anthropic import AnthropicDecoder
@@ -145,52 +148,93 @@ def test_input_ending_without_message_stop() -> None:
     assert message.finish_reason == "end_turn"
 
 
-@pytest.mark.parametrize(
-    ("events", "expected"),
-    [
-        (
-            [_A_START, _a_delta(2, type="text_delta", text="x")],
-            "line 5: Anthropic content_block_delta for index 2, never started",
-        ),
-        (
-            [_A_START, _a_block(0, type="text", text=""), _a_stop(0), _a_stop(0)],
-            "line 11: Anthropic content_block_stop for index 0, already stopped",
-        ),
-        (
-            [_A_START, _a_block(0, type="text", text=""), _a_block(0, type="text", text="")],
-            "line 8: Anthropic content_block_start for index 0, already started",
-        ),
-        (
-            [
-                _A_START,
-                _a_block(0, type="tool_use", id="t", name="f", input={}),
-                _a_delta(0, type="text_delta", text="x"),
-            ],
-            "line 8: Anthropic text_delta for index 0, a tool_use block",
-        ),
-        (
-            [_A_START, {"type": "content_block_delta", "delta": {"type": "text_delta"}}],
-            "line 5: Anthropic content_block_delta without the index of its content block",
-        ),
-    ],
-)
-def test_events_out_of_order(events: list[dict[str, object]], expected: str) -> None:
+_OUT_OF_ORDER = [
+    (
+        [_A_START, _a_delta(2, type="text_delta", text="x")],
+        "line 5: text_delta for index 2, never started: a text block starts",
+        "delta-without-block",
+    ),
+    (
+        [_A_START, _a_block(0, type="text", text=""), _a_stop(0), _a_stop(0)],
+        "line 11: content_block_stop for index 0, already stopped: ignored",
+        "stop-without-block",
+    ),
+    (
+        [_A_START, _a_block(0, type="text", text=""), _a_block(0, type="text", text="")],
+        "line 8: content_block_start for index 0, still open: the open block completes "
+        "truncated, a new one starts",
+        "block-start-while-open",
+    ),
+    (
+        [
+            _A_START,
+            _a_block(0, type="tool_use", id="t", name="f", input={}),
+            _a_delta(0, type="text_delta", text="x"),
+        ],
+        "line 8: text_delta for index 0, a tool_use block: shown in a text block beside it",
+        "delta-of-other-kind",
+    ),
+    (
+        [_A_START, {"type": "content_block_delta", "delta": {"type": "text_delta"}}],
+        "line 5: Anthropic content_block_delta without the index of its content block",
+        "missing-index",
+    ),
+]
+
+
+@pytest.mark.parametrize(("events", "strict_message", "code"), _OUT_OF_ORDER)
+def test_events_out_of_order_are_recorded_and_the_stream_goes_on(
+    events: list[dict[str, object]], strict_message: str, code: str
+) -> None:
+    after = sse(_a_block(7, type="text", text="after"), _a_stop(7), *_a_end("end_turn"))
+    data = sse(*events) + after
+    last = final(data, "anthropic")
+    assert not last.aborted and texts(last, "text")[-1] == "after"
+    assert input_errors(last) == [code]
+    ((line, warned_code, message),) = warned(data, "anthropic")
+    assert (warned_code, f"line {line}: {message}") == (code, strict_message) or (
+        code == "missing-index" and message == strict_message.split(": ", 1)[1] + ": event skipped"
+    )
+
+
+@pytest.mark.parametrize(("events", "strict_message", "code"), _OUT_OF_ORDER)
+def test_strict_mode_events_out_of_order_end_the_stream(
+    events: list[dict[str, object]], strict_message: str, code: str
+) -> None:
     with pytest.raises(InputError) as caught:
-        messages(sse(*events), "anthropic")
-    assert str(caught.value).endswith(expected)
-    assert caught.value.frame == len(events)
+        messages(sse(*events), "anthropic", strict=True)
+    assert str(caught.value).endswith(strict_message)
+    assert caught.value.frame == len(events) and caught.value.code == code
 
 
-def test_invalid_json_and_wrong_types_name_the_event() -> None:
+def test_invalid_json_and_wrong_types_are_skipped_or_read_as_absent() -> None:
+    start = sse(_A_START)
+    end = sse(_a_block(0, type="text", text="kept"), _a_stop(0), *_a_end("end_turn"))
+    data = start + b'event: ping\ndata: {"type": "ping"\n\n' + end
+    assert texts(final(data, "anthropic"), "text") == ["kept"]
+    assert [w[:2] for w in warned(data, "anthropic")] == [(5, "invalid-json")]
+    data = start + sse({"type": "content_block_start", "index": "0"}) + end
+    assert texts(final(data, "anthropic"), "text") == ["kept"]
+    ((_, code, message),) = warned(data, "anthropic")
+    assert code == "schema-mismatch" and "$.index" in message
+    # A content block field of the wrong shape is read as absent: the block stays.
+    block = _a_block(0, type="text", text=5, citations=[])
+    data = start + sse(block, _a_stop(0), *_a_end("end_turn"))
+    assert kinds(final(data, "anthropic")) == ["error", "text"]
+    assert [w[1] for w in warned(data, "anthropic")] == ["block-fields"]
+
+
+def test_strict_mode_invalid_json_and_wrong_types_name_the_event() -> None:
     start = sse(_A_START)
     with pytest.raises(InputError, match=r"^frame 2: line 5: invalid JSON in Anthropic"):
-        messages(start + b'event: ping\ndata: {"type": "ping"\n\n', "anthropic")
+        messages(start + b'event: ping\ndata: {"type": "ping"\n\n', "anthropic", strict=True)
     with pytest.raises(InputError) as caught:
-        messages(start + sse({"type": "content_block_start", "index": "0"}), "anthropic")
+        messages(start + sse({"type": "content_block_start", "index": "0"}), "anthropic",
+                 strict=True)
     assert "not a valid Anthropic stream event" in str(caught.value)
     assert "$.index" in str(caught.value)
     with pytest.raises(InputError, match=r"not a valid Anthropic text content block.*\$\.text"):
-        messages(start + sse(_a_block(0, type="text", text=5)), "anthropic")
+        messages(start + sse(_a_block(0, type="text", text=5)), "anthropic", strict=True)
 
 
 def _joined(path: Path, field: str) -> dict[int, str]:

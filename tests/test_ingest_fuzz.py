@@ -1,10 +1,11 @@
-"""Property tests of every decoder: chunking never changes the result; bad input is an InputError.
+"""Property tests of every decoder: chunking never changes the result; bad input never escapes.
 
 - Re-chunking the bytes of any recorded or hand-made stream at arbitrary
   points (mid-line, mid-UTF-8 character) gives the same final blocks.
-- Arbitrary bytes, and sequences of arbitrary JSON objects built from each
-  format's own field names and event types, never make anything but
-  :class:`InputError` escape a decoder; through ``convert`` every stream
+- Arbitrary bytes, sequences of arbitrary JSON objects built from each
+  format's own field names and event types, and JSON nested far deeper than
+  any parser allows never make an exception escape a decoder (in strict
+  mode: nothing but :class:`InputError`); through ``convert`` every stream
   they start is completed and every message encodes.
 
 The coverage-guided counterpart is ``bench/fuzz_decoders.py`` (not run here).
@@ -122,26 +123,43 @@ _events = st.dictionaries(st.sampled_from(_KEYS), _json_values, max_size=6)
 
 
 def _check_convert(chunks: list[bytes], format: str) -> None:
-    """Nothing but InputError escapes; every stream completes; every message encodes."""
-    last: dict[str, BlocksMessage] = {}
-    for message in convert(chunks, format=format, errors="message"):
-        encode(message)
-        last[message.stream] = message
-    for stream, message in last.items():
-        assert is_final(message), f"stream {stream} left open"
+    """Nothing escapes (strict: only InputError); every stream completes; every message encodes."""
+    for strict in (False, True):
+        last: dict[str, BlocksMessage] = {}
+        for message in convert(chunks, format=format, errors="message", strict=strict):
+            encode(message)
+            last[message.stream] = message
+        for stream, message in last.items():
+            assert is_final(message), f"stream {stream} left open"
+            if not strict:
+                assert not (message.aborted and message.abort_reason or "").startswith("bad input")
+
+
+def _check_decoders(lines: list[bytes]) -> None:
+    """Fed straight to each decoder: nothing escapes; strict decoders raise only InputError."""
+    for decoder_class in DECODERS.values():
+        decoder = decoder_class()
+        for line in lines:
+            if decoder.ended:
+                break
+            decoder.feed(line)
+        decoder.end_of_input()
+        strict = decoder_class(strict=True)
+        try:
+            for line in lines:
+                if strict.ended:
+                    break
+                strict.feed(line)
+            strict.end_of_input()
+        except InputError:
+            pass
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=300), format=st.sampled_from(FORMATS))
 def test_arbitrary_bytes(data: bytes, format: str) -> None:
     _check_convert([data], format)
-    for decoder_class in DECODERS.values():
-        decoder = decoder_class()
-        try:
-            decoder.feed(data)
-            decoder.end_of_input()
-        except InputError:
-            pass
+    _check_decoders([data])
 
 
 @settings(max_examples=150, deadline=None)
@@ -149,16 +167,39 @@ def test_arbitrary_bytes(data: bytes, format: str) -> None:
 def test_arbitrary_json_events(events: list[dict[str, Any]], format: str) -> None:
     lines = [json.dumps(e).encode() + b"\n" for e in events]
     _check_convert(lines, format)
-    for decoder_class in DECODERS.values():
-        decoder = decoder_class()
-        try:
-            for line in lines:
-                if decoder.ended:
-                    break
-                decoder.feed(line)
-            decoder.end_of_input()
-        except InputError:
-            pass
+    _check_decoders(lines)
+
+
+# JSON nested deeper than any parser's recursion limit, in every place an
+# event can hold it: a whole line, a field, the middle of a known event.
+_DEEP_PLACES = [
+    b"%s",
+    b'{"type": %s}',
+    b'{"choices": [{"index": 0, "delta": {"content": %s}}]}',
+    b'{"type": "content_block_start", "index": 0, "content_block": %s}',
+    b'{"type": "response.output_item.added", "output_index": 0, "item": %s}',
+    b'{"model": "m", "message": {"tool_calls": [{"function": {"arguments": %s}}]}}',
+    b'{"choices": [{"delta": {"tool_calls": [{"function": {"arguments": %s}}]}}]}',
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    depth=st.sampled_from([900, 1_000, 5_000, 100_000]),
+    opener=st.sampled_from([b"[", b'{"a":']),
+    closed=st.booleans(),
+    place=st.sampled_from(_DEEP_PLACES),
+    format=st.sampled_from(FORMATS),
+)
+def test_deeply_nested_json(
+    depth: int, opener: bytes, closed: bool, place: bytes, format: str
+) -> None:
+    closer = (b"]" if opener == b"[" else b"}") * depth if closed else b""
+    line = place % (opener * depth + (b"1" if opener != b"[" else b"") + closer)
+    prefix = b'{"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n'
+    for lines in ([line + b"\n"], [prefix, line + b"\n"], [b"data: " + line + b"\n\n"]):
+        _check_convert(lines, format)
+        _check_decoders([raw.strip() for raw in lines])
 
 
 @pytest.mark.parametrize("name", sorted(HAND_MADE))
@@ -181,9 +222,10 @@ def test_mutated_hand_made_streams(name: str, data: st.DataObject) -> None:
 
 
 def test_errors_message_mode_still_reports_bad_input() -> None:
-    """The fuzz checks run convert with errors="message": make sure that mode shows errors."""
+    """The fuzz checks run strict convert with errors="message": that mode shows errors."""
     by_stream: dict[str, list[BlocksMessage]] = defaultdict(list)
-    for message in convert([b'{"type":"message_start","message":{}}\n{oops\n'], errors="message"):
+    data = b'{"type":"message_start","message":{}}\n{oops\n'
+    for message in convert([data], errors="message", strict=True):
         by_stream[message.stream].append(message)
     (messages,) = by_stream.values()
     assert messages[-1].aborted

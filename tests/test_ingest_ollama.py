@@ -19,6 +19,7 @@ from tests.ingest_streams import (
     messages,
     texts,
     tools,
+    warned,
 )
 from warpd.errors import InputError
 
@@ -90,25 +91,43 @@ def test_input_ending_before_done() -> None:
     assert message.blocks[0].truncated
 
 
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        (b'{"model":"m","response":"x","done":"no"}', "$.done"),
-        (b'{"model":"m","message":{"content":5},"done":false}', "$.message.content"),
-        (b'{"model":"m","message":{"tool_calls":{}},"done":false}', "$.message.tool_calls"),
-    ],
-)
-def test_wrong_types_name_the_field(line: bytes, expected: str) -> None:
+_WRONG_TYPES = [
+    (b'{"model":"m","response":"x","done":"no"}', "$.done"),
+    (b'{"model":"m","message":{"content":5},"done":false}', "$.message.content"),
+    (b'{"model":"m","message":{"tool_calls":{}},"done":false}', "$.message.tool_calls"),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), _WRONG_TYPES)
+def test_wrong_types_are_skipped_with_a_warning_naming_the_field(
+    line: bytes, expected: str
+) -> None:
+    stream = jsonl(_o_chat(content="ok")) + line + b"\n" + jsonl(_o_chat(content="!", done=True))
+    last = final(stream, "ollama")
+    assert texts(last, "text") == ["ok!"] and not last.aborted
+    ((at, code, message),) = warned(stream, "ollama")
+    assert (at, code) == (2, "schema-mismatch")
+    assert message.startswith("not a valid Ollama stream object") and expected in message
+
+
+@pytest.mark.parametrize(("line", "expected"), _WRONG_TYPES)
+def test_strict_mode_wrong_types_name_the_field(line: bytes, expected: str) -> None:
     stream = jsonl(_o_chat(content="ok")) + line + b"\n"
     with pytest.raises(InputError) as caught:
-        messages(stream, "ollama")
+        messages(stream, "ollama", strict=True)
     assert str(caught.value).startswith("frame 2: line 2: not a valid Ollama stream object")
     assert expected in str(caught.value)
 
 
-def test_invalid_json() -> None:
+def test_invalid_json_is_skipped() -> None:
+    stream = jsonl(_o_chat(content="ok")) + b'{"done": tru\n' + jsonl(_o_chat(done=True))
+    assert texts(final(stream, "ollama"), "text") == ["ok"]
+    assert [w[:2] for w in warned(stream, "ollama")] == [(2, "invalid-json")]
+
+
+def test_strict_mode_invalid_json() -> None:
     with pytest.raises(InputError, match=r"^frame 2: line 2: invalid JSON in Ollama"):
-        messages(jsonl(_o_chat(content="ok")) + b'{"done": tru\n', "ollama")
+        messages(jsonl(_o_chat(content="ok")) + b'{"done": tru\n', "ollama", strict=True)
 
 
 @pytest.mark.parametrize("path", fixture_files("ollama_*"), ids=lambda p: getattr(p, "name", p))

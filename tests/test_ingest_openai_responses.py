@@ -18,11 +18,13 @@ from tests.ingest_streams import (
     _r_done,
     _r_text,
     final,
+    input_errors,
     jsonl,
     kinds,
     messages,
     texts,
     tools,
+    warned,
 )
 from warpd.errors import InputError
 
@@ -130,55 +132,100 @@ def test_function_call_arguments_only_in_done_events() -> None:
     assert tools(final(stream)) == [("c1", "f", '{"x":1}'), ("c2", "g", "{}")]
 
 
-@pytest.mark.parametrize(
-    ("events", "expected"),
-    [
-        (
-            [_R_CREATED, _r_text(0, "x")],
-            "frame 2: line 2: response.output_text.delta for output_index 0 "
-            "before its response.output_item.added",
-        ),
-        (
-            [
-                _R_CREATED,
-                _r_added(0, id="m", type="message", content=[]),
-                _r_done(0, id="m", type="message"),
-                _r_text(0, "x"),
-            ],
-            "frame 4: line 4: response.output_text.delta for output_index 0 "
-            "after its response.output_item.done",
-        ),
-        (
-            [_R_CREATED, _r_added(0, id="r", type="reasoning"), _r_text(0, "x")],
-            "frame 3: line 3: response.output_text.delta for output_index 0, "
-            "a reasoning item (expected message)",
-        ),
-        (
-            [_R_CREATED, _r_added(0, id="m", type="message"), _r_added(0, id="m", type="message")],
-            "frame 3: line 3: response.output_item.added for output_index 0, already added",
-        ),
-        (
-            [_R_CREATED, {"type": "response.function_call_arguments.delta", "delta": "{"}],
-            "frame 2: line 2: response.function_call_arguments.delta without output_index",
-        ),
-        (
-            [_R_CREATED, _r_added(0, id="f", type="function_call", name=7)],
-            "frame 2: line 2: response.output_item.added: item field 'name' is not a string: 7",
-        ),
-    ],
-)
-def test_events_out_of_order_or_malformed(events: list[dict[str, object]], expected: str) -> None:
+_OUT_OF_ORDER = [
+    (
+        [_R_CREATED, _r_text(0, "x")],
+        "frame 2: line 2: response.output_text.delta for output_index 0 "
+        "before its response.output_item.added: a message item starts",
+        "event-without-item",
+        ["x"],
+    ),
+    (
+        [
+            _R_CREATED,
+            _r_added(0, id="m", type="message", content=[]),
+            _r_text(0, "a"),
+            _r_done(0, id="m", type="message"),
+            _r_text(0, "x"),
+        ],
+        "frame 5: line 5: response.output_text.delta for output_index 0 "
+        "after its response.output_item.done: a message item starts",
+        "event-without-item",
+        ["a", "x"],
+    ),
+    (
+        [_R_CREATED, _r_added(0, id="r", type="reasoning"), _r_text(0, "x")],
+        "frame 3: line 3: response.output_text.delta for output_index 0, "
+        "a reasoning item (expected message): shown in a block of its own",
+        "event-for-other-item",
+        ["x"],
+    ),
+    (
+        [
+            _R_CREATED,
+            _r_added(0, id="m", type="message"),
+            _r_text(0, "a"),
+            _r_added(0, id="m", type="message"),
+            _r_text(0, "x"),
+        ],
+        "frame 4: line 4: response.output_item.added for output_index 0, still open: "
+        "its blocks complete truncated, a new item starts",
+        "item-added-again",
+        ["a", "x"],
+    ),
+    (
+        [_R_CREATED, {"type": "response.function_call_arguments.delta", "delta": "{"}],
+        "frame 2: line 2: response.function_call_arguments.delta without output_index",
+        "missing-index",
+        [],
+    ),
+    (
+        [_R_CREATED, _r_added(0, id="f", type="function_call", name=7)],
+        "frame 2: line 2: response.output_item.added: item field 'name' is not a string (7): "
+        "read as absent",
+        "item-fields",
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(("events", "strict_message", "code", "text"), _OUT_OF_ORDER)
+def test_events_out_of_order_or_malformed_are_repaired(
+    events: list[dict[str, object]], strict_message: str, code: str, text: list[str]
+) -> None:
+    data = jsonl(*events, {"type": "response.completed", "response": {"status": "completed"}})
+    last = final(data, "openai-responses")
+    assert not last.aborted and last.finish_reason == "completed"
+    assert texts(last, "text") == text
+    assert input_errors(last) == [code]
+    ((line, warned_code, message),) = warned(data, "openai-responses")
+    assert warned_code == code
+    assert strict_message.startswith(f"frame {line}: line {line}: {message.split(': event')[0]}")
+
+
+@pytest.mark.parametrize(("events", "strict_message", "code", "text"), _OUT_OF_ORDER)
+def test_strict_mode_events_out_of_order_or_malformed_end_the_stream(
+    events: list[dict[str, object]], strict_message: str, code: str, text: list[str]
+) -> None:
     with pytest.raises(InputError) as caught:
-        messages(jsonl(*events), "openai-responses")
-    assert str(caught.value) == expected
+        messages(jsonl(*events), "openai-responses", strict=True)
+    assert str(caught.value) == strict_message
 
 
-def test_wrong_field_type_names_the_field() -> None:
+def test_wrong_field_type_is_skipped_with_a_warning_naming_the_field() -> None:
+    bad = b'{"type":"response.output_text.delta","output_index":0,"delta":5}\n'
+    stream = jsonl(_R_CREATED) + bad
+    ((line, code, message),) = warned(stream, "openai-responses")
+    assert (line, code) == (2, "schema-mismatch")
+    assert message.startswith("not a valid OpenAI Responses event") and "$.delta" in message
+
+
+def test_strict_mode_wrong_field_type_names_the_field() -> None:
     stream = (
         jsonl(_R_CREATED) + b'{"type":"response.output_text.delta","output_index":0,"delta":5}\n'
     )
     with pytest.raises(InputError) as caught:
-        messages(stream, "openai-responses")
+        messages(stream, "openai-responses", strict=True)
     assert str(caught.value).startswith("frame 2: line 2: not a valid OpenAI Responses event")
     assert "$.delta" in str(caught.value)
 

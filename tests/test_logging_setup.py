@@ -109,12 +109,13 @@ FORGING_STREAM = b"".join(
 
 
 def test_a_producer_cannot_forge_a_log_line(daemon: Daemon) -> None:
+    # The forged item type makes the text delta irregular: a warning, logged.
     result = daemon.push(None, "--format", "openai-responses", data=FORGING_STREAM)
-    assert result.returncode == 1
-    daemon.wait_for_log("bad input")
+    assert result.returncode == 5  # no response.completed: the stream was cut
+    daemon.wait_for_log("input warning")
     lines = [line for line in daemon.log().splitlines() if "forged line" in line]
     assert len(lines) == 1, daemon.log()
-    assert "bad input" in lines[0]
+    assert "input warning, frame 3" in lines[0]
     assert "a x\\n2025-01-01 00:00:00.000 ERROR   [c9] forged line item" in lines[0]
 
 
@@ -135,3 +136,13 @@ def test_a_request_path_with_escape_sequences_is_logged_escaped(daemon: Daemon) 
     assert len(lines) == 1, log
     assert "refused /\\x1b]0;evil\\x07\\x1b[2J: 404" in lines[0]
     assert "\x1b" not in log and "\x07" not in log
+
+
+def test_a_producer_cannot_forge_a_log_line_in_strict_mode(daemon: Daemon) -> None:
+    result = daemon.push(None, "--format", "openai-responses", "--strict", data=FORGING_STREAM)
+    assert result.returncode == 1
+    daemon.wait_for_log("bad input")
+    lines = [line for line in daemon.log().splitlines() if "forged line" in line]
+    assert len(lines) == 1, daemon.log()
+    assert "bad input" in lines[0]
+    assert "a x\\n2025-01-01 00:00:00.000 ERROR   [c9] forged line item" in lines[0]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import fixture_files
-from tests.ingest_streams import final, jsonl, messages, texts, tools
+from tests.ingest_streams import final, input_errors, jsonl, messages, texts, tools, warned
 from warpd.blocks import is_final
 from warpd.errors import InputError
 from warpd.ingest.convert import convert
@@ -242,21 +242,45 @@ def test_two_streams_in_one_input_are_two_streams() -> None:
     assert [m.stream for m in finals] == ["default/1", "default/2"]
 
 
-def test_invalid_json_names_the_line() -> None:
+def test_invalid_json_is_skipped_with_a_warning_naming_the_line() -> None:
+    data = sse_chat(chunk(choice(content="ok")), chunk(choice(content="!", finish="stop")))
+    data = data.replace(b"data: [DONE]", b"data: {nope\n\ndata: [DONE]")
+    last = final(data, "openai")
+    assert texts(last, "text") == ["ok!"] and not last.aborted
+    assert last.finish_reason == "stop"
+    assert input_errors(last) == ["invalid-json"]
+    ((line, code, message),) = warned(data, "openai")
+    assert (line, code) == (5, "invalid-json")
+    assert message.startswith("invalid JSON in OpenAI chat completion chunk")
+    assert message.endswith("event skipped")
+
+
+def test_strict_mode_invalid_json_names_the_line() -> None:
     data = sse_chat(chunk(choice(content="ok"))) .replace(b"data: [DONE]", b"data: {nope")
     with pytest.raises(InputError, match=r"line 3: invalid JSON in OpenAI chat completion chunk"):
-        list(convert([data], format="openai"))
+        list(convert([data], format="openai", strict=True))
 
 
-def test_wrong_type_names_the_field() -> None:
+def test_wrong_type_is_skipped_with_a_warning_naming_the_field() -> None:
+    data = sse_chat(
+        chunk(choice(content="a")), {"choices": [{"index": 0, "delta": {"content": 5}}]},
+        chunk(choice(content="b", finish="stop")),
+    )
+    last = final(data, "openai")
+    assert texts(last, "text") == ["ab"] and not last.aborted
+    ((_, code, message),) = warned(data, "openai")
+    assert code == "schema-mismatch" and "$.choices[0].delta.content" in message
+
+
+def test_strict_mode_wrong_type_names_the_field() -> None:
     data = b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n'
     with pytest.raises(InputError, match=r"content"):
-        list(convert([data], format="openai"))
+        list(convert([data], format="openai", strict=True))
 
 
-def test_bad_input_can_become_an_error_block_instead() -> None:
+def test_strict_bad_input_can_become_an_error_block_instead() -> None:
     data = sse_chat(chunk(choice(content="ok")), done=False) + b"data: {nope\n\n"
-    last = list(convert([data], format="openai", errors="message"))[-1]
+    last = list(convert([data], format="openai", errors="message", strict=True))[-1]
     assert last.aborted and texts(last, "text") == ["ok"]
     assert last.blocks[-1].type == "error" and last.blocks[-1].error is not None
     assert last.blocks[-1].error.source == "input"

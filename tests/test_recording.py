@@ -138,14 +138,15 @@ def test_a_bad_capture_line_names_its_line() -> None:
         list(read_records([b'{"type": "ping"}\n'], RecordingReader("capture")))
 
 
-def test_an_upstream_stream_with_a_bad_event_ends_aborted_with_the_line() -> None:
+def test_an_upstream_stream_with_a_bad_event_is_repaired_and_says_so() -> None:
     data = read_example("anthropic_thinking_tool.sse").replace(b'"index":1,', b'"index":9,', 1)
     records = list(read_records([data], RecordingReader()))
     final = records[-1][1]
-    assert isinstance(final, BlocksMessage) and final.aborted
-    error = final.blocks[-1]
-    assert error.type == "error" and error.error is not None
-    assert error.error.message.startswith("frame 24: line 71: Anthropic content_block_delta")
+    assert isinstance(final, BlocksMessage) and not final.aborted
+    errors = [b.error for b in final.blocks if b.error is not None]
+    assert errors and all(e.source == "input" for e in errors)
+    assert errors[0].frame == 24 and errors[0].code == "delta-without-block"
+    assert errors[0].message.startswith("text_delta for index 1, never started")
 
 
 def test_empty_input_has_no_records() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from warpd.ingest.deltas import (
+    MAX_INDEX,
     BlockData,
     BlockDone,
     BlockOpen,
@@ -59,6 +60,7 @@ class _BlockState:
         "refusal",
         "truncated",
         "invalid_arguments",
+        "free_form",
         "upstream_type",
         "data",
         "error",
@@ -78,6 +80,7 @@ class _BlockState:
         self.refusal = False
         self.truncated = False
         self.invalid_arguments = False
+        self.free_form = False
         self.upstream_type: str | None = None
         self.data: dict[str, Any] | None = None
         self.error: ErrorInfo | None = None
@@ -101,6 +104,10 @@ class BlockAssembler:
     ``seq`` and ``epoch`` of returned messages are left for the hub to set.
     ``request``, when the producer said what was asked for, rides on the
     stream's first message, its snapshots and its final message.
+
+    :meth:`warn` adds an input irregularity as an ``error`` block that does
+    not end the stream; at most ``max_warnings`` of them per stream, the rest
+    counted in one last error block when the stream ends.
     """
 
     def __init__(
@@ -110,6 +117,7 @@ class BlockAssembler:
         *,
         clock: Callable[[], float] = time.time,
         request: StreamRequest | None = None,
+        max_warnings: int = 20,
     ) -> None:
         self.session = session
         self.stream = stream
@@ -125,6 +133,8 @@ class BlockAssembler:
         self._finish_reasons: dict[int, str | None] = {}
         self._sent_first = False
         self._model_changed = False
+        self._max_warnings = max_warnings
+        self.warnings = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             TextDelta: self._on_text,
             ToolCallDelta: self._on_tool_call,
@@ -180,6 +190,25 @@ class BlockAssembler:
             self._add_error(error)
         return self._finish(True, reason, None)
 
+    def warn(self, message: str, code: str, frame: int | None = None) -> None:
+        """Record an input irregularity: an ``error`` block (``source: input``); the stream goes on.
+
+        The block goes out with the next message :meth:`feed` returns (feed
+        ``[]`` to have one now). Past ``max_warnings`` in this stream only a
+        count is kept (one error block says how many when the stream ends).
+        """
+        if self.done:
+            raise RuntimeError(f"stream {self.stream} is complete; start a new assembler")
+        self.warnings += 1
+        if self.warnings > self._max_warnings:
+            return
+        if self.warnings == self._max_warnings:
+            message += (
+                f" (the last input warning shown for this stream: {self._max_warnings} is the "
+                "limit, ingest.max_warnings; later ones are counted)"
+            )
+        self._add_error(ErrorInfo(message, "input", code, frame))
+
     def snapshot(self) -> SnapshotMessage:
         """Every block so far, whole, for a subscriber that joins mid-stream."""
         blocks = [self._block(b, whole=True) for b in self._blocks]
@@ -227,6 +256,8 @@ class BlockAssembler:
             block.call_type = delta.call_type
         if delta.upstream_type:
             block.upstream_type = delta.upstream_type
+        if delta.free_form:
+            block.free_form = True
         if delta.arguments:
             block.parts.append(delta.arguments)
             block.pending.append(delta.arguments)
@@ -288,18 +319,30 @@ class BlockAssembler:
     def _complete(self, block: _BlockState, *, truncated: bool = False) -> None:
         block.complete = True
         block.truncated = block.truncated or truncated
-        if block.type == "tool_call":
+        if block.type == "tool_call" and not block.free_form:
             arguments = block.whole()
             if arguments.strip():
                 try:
                     _json_validator.decode(arguments)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
+                    # Too deep for the parser counts as invalid: it is not
+                    # JSON any tool will read either.
                     block.invalid_arguments = True
         self._changed[block.index] = block
 
     def _finish(
         self, aborted: bool, reason: str | None, finish_reason: str | None
     ) -> BlocksMessage:
+        unshown = self.warnings - self._max_warnings
+        if unshown > 0:
+            self._add_error(
+                ErrorInfo(
+                    f"{unshown} more input irregularities in this stream were not shown "
+                    f"(ingest.max_warnings is {self._max_warnings})",
+                    "input",
+                    "more-irregularities",
+                )
+            )
         for block in self._open.values():
             # Blocks still open when an aborted stream ends were cut short.
             self._complete(block, truncated=aborted)
@@ -320,8 +363,12 @@ class BlockAssembler:
             created=self.created,
             model=self.model,
             finish_reason=finish_reason,
+            # Laid out by choice index, which decoders bound by MAX_INDEX (a
+            # bigger one is bad input); the check keeps that promise here too.
             finish_reasons=(
-                [reasons.get(c) for c in range(max(reasons) + 1)] if several else None
+                [reasons.get(c) for c in range(max(reasons) + 1)]
+                if several and 0 <= min(reasons) and max(reasons) <= MAX_INDEX
+                else None
             ),
             usage=self.usage,
             aborted=aborted,

@@ -15,7 +15,12 @@ Events may be dicts, JSON bytes or str, SSE text (``data: …`` lines, however
 it is chunked), or SDK objects (anything with ``to_dict()`` or
 ``model_dump()``, such as openai's and anthropic's chunk and event objects —
 those SDKs are not dependencies). ``push`` returns the final block message of
-the (last) stream once the daemon has completed it; errors raise
+the (last) stream once the daemon has completed it. An irregular event (not
+JSON, a field of the wrong shape, out of order) does not end the stream: the
+daemon skips or repairs it and says so in a
+:class:`~warpd.protocol.WarningMessage`, kept in ``stream.warnings`` (its
+``frame`` counts the frames sent, from 1). With ``strict=True`` such an event
+ends the stream instead and raises. Errors raise
 :class:`~warpd.errors.PushRejected` (the daemon refused an event; its reason
 and frame number), :class:`~warpd.errors.DaemonUnavailable` (nothing
 listening) or :class:`~warpd.errors.ClientError`.
@@ -54,6 +59,7 @@ from warpd.protocol import (
     ErrorInfo,
     ErrorMessage,
     StreamRequest,
+    WarningMessage,
     decode_server_message,
     encode_control,
 )
@@ -165,14 +171,20 @@ class AsyncPushStream:
     every stream pushed); leaving it by an exception aborts the stream with
     that exception as the reason (``final`` is then the aborted message,
     once the daemon has sent it back). :attr:`outcome` and :attr:`error`
-    say how the streams ended.
+    say how the streams ended. ``warnings`` holds the daemon's warnings
+    about irregular events, as they arrive (``strict``: see the module
+    docstring).
     """
 
-    def __init__(self, address: Address, session: str, format: str) -> None:
+    def __init__(
+        self, address: Address, session: str, format: str, *, strict: bool | None = None
+    ) -> None:
         self.address = address
         self.session = session
         self.format = format
+        self.strict = strict
         self.finals: list[BlocksMessage] = []
+        self.warnings: list[WarningMessage] = []
         self.streams: list[str] = []
         self._frames = EventFrames(format)
         self._ws: ClientConnection | None = None
@@ -196,7 +208,10 @@ class AsyncPushStream:
         return next((e for f in self.finals if (e := provider_error(f)) is not None), None)
 
     async def __aenter__(self) -> AsyncPushStream:
-        query = urlencode({"session": self.session, "format": self.format})
+        params = {"session": self.session, "format": self.format}
+        if self.strict is not None:
+            params["strict"] = "true" if self.strict else "false"
+        query = urlencode(params)
         self._ws = await connect(self.address, f"/push?{query}")
         self._replies = asyncio.ensure_future(self._read_replies(self._ws))
         return self
@@ -287,6 +302,8 @@ class AsyncPushStream:
                 message = decode_server_message(frame)
                 if isinstance(message, BlocksMessage):
                     self.finals.append(message)
+                elif isinstance(message, WarningMessage):
+                    self.warnings.append(message)
                 elif isinstance(message, ErrorMessage):
                     where = f"frame {message.frame}: " if message.frame else ""
                     raise PushRejected(where + message.message, frame=message.frame)
@@ -310,9 +327,15 @@ class AsyncClient:
     def __init__(self, address: str | None = None) -> None:
         self.address = client_address(address)
 
-    def stream(self, *, session: str = "default", format: str = "auto") -> AsyncPushStream:
-        """A push connection to use with ``async with``; see :class:`AsyncPushStream`."""
-        return AsyncPushStream(self.address, session, format)
+    def stream(
+        self, *, session: str = "default", format: str = "auto", strict: bool | None = None
+    ) -> AsyncPushStream:
+        """A push connection to use with ``async with``; see :class:`AsyncPushStream`.
+
+        ``strict``: True or False to choose strict mode; None for the daemon's
+        ``[ingest] strict``.
+        """
+        return AsyncPushStream(self.address, session, format, strict=strict)
 
     async def push(
         self,
@@ -320,9 +343,10 @@ class AsyncClient:
         *,
         session: str = "default",
         format: str = "auto",
+        strict: bool | None = None,
     ) -> BlocksMessage:
         """Push every event, then return the final message of the (last) stream."""
-        async with self.stream(session=session, format=format) as stream:
+        async with self.stream(session=session, format=format, strict=strict) as stream:
             if isinstance(events, AsyncIterable):
                 async for event in events:
                     await stream.push(event)
@@ -384,6 +408,11 @@ class PushStream:
     def error(self) -> ErrorInfo | None:
         return self._stream.error
 
+    @property
+    def warnings(self) -> list[WarningMessage]:
+        """The daemon's warnings about irregular events of this push, as they arrived."""
+        return self._stream.warnings
+
     def __enter__(self) -> PushStream:
         self._loop = _LoopThread()
         try:
@@ -433,15 +462,22 @@ class Client:
         self._async = AsyncClient(address)
         self.address = self._async.address
 
-    def stream(self, *, session: str = "default", format: str = "auto") -> PushStream:
+    def stream(
+        self, *, session: str = "default", format: str = "auto", strict: bool | None = None
+    ) -> PushStream:
         """A push connection to use with ``with``; see :class:`PushStream`."""
-        return PushStream(self._async.stream(session=session, format=format))
+        return PushStream(self._async.stream(session=session, format=format, strict=strict))
 
     def push(
-        self, events: Iterable[Any], *, session: str = "default", format: str = "auto"
+        self,
+        events: Iterable[Any],
+        *,
+        session: str = "default",
+        format: str = "auto",
+        strict: bool | None = None,
     ) -> BlocksMessage:
         """Push every event, then return the final message of the (last) stream."""
-        with self.stream(session=session, format=format) as stream:
+        with self.stream(session=session, format=format, strict=strict) as stream:
             for event in events:
                 stream.push(event)
         return stream.final

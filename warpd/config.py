@@ -64,7 +64,10 @@ class _PositiveNumbers(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
 class LimitsConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=True):
     """Bounds that keep one peer from hurting the others."""
 
-    max_frame_bytes: int = MiB
+    # One upstream event, in bytes. Standard provider features send events of
+    # several MB on one line (an OpenAI image generation event carries up to
+    # ~4 MB of base64): the default passes them. A bigger event is skipped.
+    max_frame_bytes: int = 16 * MiB
     max_sessions: int = 1000
     max_subscribers: int = 1000
     max_streams_per_session: int = 64
@@ -99,6 +102,22 @@ class HistoryConfig(_PositiveNumbers, forbid_unknown_fields=True, omit_defaults=
     # nor are older than max_age seconds: the oldest streams go first.
     disk_bytes: int = 1024 * MiB
     max_age: float = 30 * 86400.0
+
+
+class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """How irregular input from producers is handled (see docs/protocol.md, Warnings)."""
+
+    # False: an irregular event is skipped or repaired, recorded as a warning,
+    # and the stream goes on. True: it ends the stream as aborted and closes
+    # the push (a producer can ask for either with strict=… on /push).
+    strict: bool = False
+    # Warnings shown per stream (error blocks with source "input"); later
+    # ones are only counted, in one last error block.
+    max_warnings: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_warnings <= 0:
+            raise ValueError(f"max_warnings must be positive, got {self.max_warnings}")
 
 
 class LogConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -161,6 +180,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     tcp: TcpConfig = msgspec.field(default_factory=TcpConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
 

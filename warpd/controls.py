@@ -18,7 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["FORMAT_CONTROLS", "SEPARATORS", "UNSAFE", "escape_unsafe"]
+__all__ = [
+    "FORMAT_CONTROLS",
+    "SEPARATORS",
+    "UNSAFE",
+    "backslash_escaped",
+    "backslash_form",
+    "escape_unsafe",
+]
 
 # Bidirectional embeddings, overrides and isolates, and the marks.
 FORMAT_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -33,3 +40,24 @@ def escape_unsafe(text: str, form: Callable[[str], str]) -> str:
     if UNSAFE.search(text) is None:
         return text
     return UNSAFE.sub(lambda match: form(match.group()), text)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def backslash_form(ch: str) -> str:
+    """The backslash escape of one unsafe character, as Python writes it (``\\x1b``, ``\\n``)."""
+    short = _SHORT_ESCAPES.get(ch)
+    if short is not None:
+        return short
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def backslash_escaped(text: str) -> str:
+    """``text`` as one line with nothing a terminal acts on: unsafe characters backslash-escaped.
+
+    For messages that quote a peer (the daemon's log, a warning printed by
+    ``warpd push``).
+    """
+    return escape_unsafe(text, backslash_form)

@@ -12,8 +12,10 @@
           └── PushRejected        the daemon refused or failed a pushed stream
 
 Every message is one line a user can act on: what was wrong and where.
-After an :class:`InputError` the stream it hit is over; the decoder that raised
-it must not be fed again.
+Decoders raise :class:`InputError` only in strict mode (otherwise an
+irregular event is skipped or repaired and recorded as a warning); after one
+the stream it hit is over, and the decoder that raised it must not be fed
+again.
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ class InputError(WarpdError):
 
     ``frame`` is the 1-based number of the event within its push connection
     (or input, for ``warpd convert``); callers that know a line number for it
-    add their own context when they report it.
+    add their own context when they report it. ``code`` names the kind of
+    fault (``invalid-json``, ``schema-mismatch``, … : the decoders'
+    irregularity codes).
     """
 
-    def __init__(self, message: str, *, frame: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, frame: int | None = None, code: str = "bad-input"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.frame = frame
+        self.code = code
 
     def __str__(self) -> str:
         if self.frame is None:

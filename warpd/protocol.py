@@ -38,13 +38,17 @@ class ErrorInfo(msgspec.Struct, omit_defaults=True):
     """What went wrong, carried by an ``error`` block.
 
     ``source`` says whose error it is: ``provider`` (the LLM API reported it
-    in its stream), ``input`` (the producer sent something undecodable) or
-    ``warpd`` (the daemon ended the stream, e.g. on shutdown).
+    in its stream), ``input`` (the producer sent something irregular: an
+    event that was skipped or repaired, which does not end the stream; or,
+    in strict mode, the bad event that ended it) or ``warpd`` (the daemon
+    ended the stream, e.g. on shutdown). For ``input``, ``code`` names the
+    kind of irregularity and ``frame`` the producer's frame (1-based).
     """
 
     message: str
     source: Literal["provider", "input", "warpd"] = "provider"
     code: str | None = None
+    frame: int | None = None
 
 
 class Block(msgspec.Struct, omit_defaults=True):
@@ -170,6 +174,21 @@ class ErrorMessage(msgspec.Struct, tag="error", tag_field="type", omit_defaults=
     stream: str | None = None
 
 
+class WarningMessage(msgspec.Struct, tag="warning", tag_field="type", omit_defaults=True):
+    """To a producer: one of its frames was irregular, and was skipped or repaired.
+
+    The stream goes on (subscribers see the same as an ``error`` block with
+    ``source: "input"``). ``frame`` is the 1-based number of the frame,
+    ``code`` the kind of irregularity (see docs/protocol.md), ``stream`` the
+    stream it was recorded in, if one was live.
+    """
+
+    message: str
+    frame: int | None = None
+    code: str | None = None
+    stream: str | None = None
+
+
 class EndMessage(msgspec.Struct, tag="end", tag_field="type", omit_defaults=True):
     """Sent to a producer after its ``end`` control: every stream it pushed is complete."""
 
@@ -209,6 +228,7 @@ ServerMessage = (
     | HelloMessage
     | ResyncMessage
     | ErrorMessage
+    | WarningMessage
     | EndMessage
     | StatusMessage
     | ReloadMessage
@@ -226,11 +246,16 @@ class ProducerControl(msgspec.Struct, omit_defaults=True):
     asked for (``request``); a live stream is completed first, as by ``end``.
     ``finish``: the live stream's input is over: complete it as ``end`` does,
     but keep the connection for more streams (no ``end`` reply).
+    ``skipped``: the producer discarded one upstream event of ``bytes``
+    bytes for being over its size limit ``limit`` (it counts as a frame, and
+    is recorded as the daemon records an oversized frame).
     """
 
-    warpd: Literal["end", "abort", "open", "finish"]
+    warpd: Literal["end", "abort", "open", "finish", "skipped"]
     reason: str | None = None
     request: StreamRequest | None = None
+    bytes: int | None = None
+    limit: int | None = None
 
 
 # A producer's control frames are JSON objects whose first key is "warpd";
@@ -258,13 +283,15 @@ def decode_control(data: bytes) -> ProducerControl:
 
 
 def encode_control(
-    kind: Literal["end", "abort", "open", "finish"],
+    kind: Literal["end", "abort", "open", "finish", "skipped"],
     reason: str | None = None,
     *,
     request: StreamRequest | None = None,
+    bytes: int | None = None,
+    limit: int | None = None,
 ) -> bytes:
     """Encode a producer control frame (its first key is always ``warpd``)."""
-    return _encoder.encode(ProducerControl(warpd=kind, reason=reason, request=request))
+    return _encoder.encode(ProducerControl(kind, reason, request, bytes, limit))
 
 
 _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")

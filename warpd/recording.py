@@ -195,8 +195,8 @@ class UpstreamRecording:
     """An upstream recording's bytes in, timed block messages out, as a fresh daemon gives them.
 
     Streams are numbered ``session/1``, ``session/2``…, messages ``seq`` 1, 2…
-    A bad event ends the input the way it ends a push: its stream completes
-    aborted, with an error block naming the input line (nothing is raised).
+    An irregular event is skipped or repaired the way a daemon does it, with
+    an input error block saying so; nothing is raised.
     A stream's ``created`` is its first event's recorded time when known.
     """
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from warpd.cli.input import open_input, read_chunks
 from warpd.cli.output import terminal_safe_json
+from warpd.config import load_config
+from warpd.controls import backslash_escaped
 from warpd.errors import InputError, UserError
 from warpd.ingest import FORMATS
 from warpd.ingest.convert import convert
-from warpd.protocol import encode
+from warpd.protocol import WarningMessage, encode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,15 +33,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--session", default="default",
         help="session name for the messages and their stream ids (default: default)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first irregular event (default: [ingest] strict in config.toml)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the block messages on stdout; warnings on stderr, one line each, as they come."""
+    config = load_config()
     out = sys.stdout.buffer
     written = 0
+
+    def warn(warning: WarningMessage, line: int) -> None:
+        out.flush()
+        where = f"line {line}: " if line else f"frame {warning.frame}: "
+        text = backslash_escaped(warning.message)
+        print(f"warpd convert: warning: {where}{text}", file=sys.stderr)
+
     with open_input(args.file) as stream:
         try:
-            for message in convert(read_chunks(stream), format=args.format, session=args.session):
+            for message in convert(
+                read_chunks(stream),
+                format=args.format,
+                session=args.session,
+                strict=args.strict or config.ingest.strict,
+                max_frame_bytes=config.limits.max_frame_bytes,
+                max_warnings=config.ingest.max_warnings,
+                on_warning=warn,
+            ):
                 out.write(terminal_safe_json(encode(message)) + b"\n")
                 written += 1
         except InputError as exc:

@@ -21,7 +21,9 @@ from warpd.address import Address, client_address
 from warpd.cli.input import InputPump, open_input
 from warpd.cli.options import add_connect_argument
 from warpd.client import Outcome, provider_error, push_outcome
+from warpd.config import load_config
 from warpd.connection import connect
+from warpd.controls import backslash_escaped
 from warpd.errors import InputError, PushRejected, UserError, WarpdError
 from warpd.ingest import FORMATS, detect_format
 from warpd.ingest.convert import framing_for
@@ -30,6 +32,7 @@ from warpd.protocol import (
     BlocksMessage,
     EndMessage,
     ErrorMessage,
+    WarningMessage,
     decode_server_message,
     encode_control,
 )
@@ -40,8 +43,9 @@ EXIT_STATUS: dict[Outcome, int] = {Outcome.OK: 0, Outcome.PROVIDER_ERROR: 4, Out
 EPILOG = """\
 exit status:
   0    every stream completed as its provider ended it
-  1    warpd error: the daemon refused the input (not a stream it can decode,
-       over a limit), no stream in the input, a file that cannot be read
+  1    warpd error: the daemon refused the input (in --strict mode: an event it
+       cannot decode; a limit), no stream in the input (nothing but irregular
+       events either), a file that cannot be read
   2    usage error: a bad option or argument
   3    no daemon is running at the address
   4    the provider reported an error in the stream (e.g. Anthropic's
@@ -60,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", default="default", help="session to push to")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="upstream format")
     add_connect_argument(parser)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="an irregular event ends the stream (as aborted) instead of being skipped or "
+        "repaired with a warning",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="say what is happening")
     parser.add_argument(
         "--no-fail", action="store_true",
@@ -88,7 +98,10 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
     pump = InputPump(stream.fileno(), asyncio.get_running_loop())
     read = pump.read
 
-    framer = make_framer(framing_for(args.format))
+    # Events over the size limit are discarded as they are read (the daemon
+    # is told, and records them); the limit is the one config.toml sets.
+    limit = load_config().limits.max_frame_bytes
+    framer = make_framer(framing_for(args.format), limit)
     pending: list[FramedEvent] = []
     eof = False
     format = args.format
@@ -102,20 +115,28 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
         if framer.framing == "raw" and format == "auto":
             format = "text"
             verbose("format text (the input is neither SSE nor JSON)")
-    query = urlencode({"session": args.session, "format": format})
+    params = {"session": args.session, "format": format}
+    if args.strict:
+        params["strict"] = "true"
+    query = urlencode(params)
     ws = await connect(address, f"/push?{query}")
     verbose(f"connected to {address}, session {args.session!r}")
     # The input line of each frame, so the daemon's frame numbers can be
     # reported as lines of the user's file.
     lines: list[int] = []
     finals: list[BlocksMessage] = []
-    replies = asyncio.ensure_future(_push_replies(ws, finals, verbose))
+    replies = asyncio.ensure_future(_push_replies(ws, finals, verbose, lines))
     try:
         while True:
             for event in pending:
-                if not lines and format == "auto":
-                    _say_format(event.payload, verbose)
                 lines.append(event.line)
+                if event.oversized:
+                    await ws.send(
+                        encode_control("skipped", bytes=event.oversized, limit=limit)
+                    )
+                    continue
+                if len(lines) == 1 and format == "auto":
+                    _say_format(event.payload, verbose)
                 await ws.send(event.payload)
             if eof:
                 break
@@ -135,17 +156,21 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
     try:
         end = await replies
     except PushRejected as exc:
-        where = ""
-        if exc.frame is not None:
-            line = lines[exc.frame - 1] if 0 < exc.frame <= len(lines) else 0
-            where = f"line {line}: " if line else f"frame {exc.frame}: "
-        raise PushRejected(where + exc.message, frame=exc.frame) from None
+        raise PushRejected(_where(exc.frame, lines) + exc.message, frame=exc.frame) from None
     finally:
         await ws.close()
     if not end.streams:
         raise UserError("no stream in the input")
+    if all(_only_input_errors(final) for final in finals):
+        raise UserError("no stream in the input: every event in it was irregular (see above)")
     verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
     return EXIT_STATUS[push_outcome(finals)]
+
+
+def _only_input_errors(final: BlocksMessage) -> bool:
+    """Whether a stream holds nothing but the warnings of events that were skipped."""
+    blocks = final.blocks
+    return bool(blocks) and all(b.error is not None and b.error.source == "input" for b in blocks)
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
@@ -155,12 +180,25 @@ def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
         pass  # the daemon will say so, with the frame number
 
 
+def _where(frame: int | None, lines: list[int]) -> str:
+    """``line N: `` for a daemon frame number, ``frame N: `` if its line is unknown."""
+    if frame is None:
+        return ""
+    line = lines[frame - 1] if 0 < frame <= len(lines) else 0
+    return f"line {line}: " if line else f"frame {frame}: "
+
+
 async def _push_replies(
-    ws: ClientConnection, finals: list[BlocksMessage], verbose: Callable[..., None]
+    ws: ClientConnection,
+    finals: list[BlocksMessage],
+    verbose: Callable[..., None],
+    lines: list[int],
 ) -> EndMessage:
     """Read the daemon's replies until its ``end``, collecting the streams' ``finals``.
 
-    Raises PushRejected when the daemon refused the input.
+    Warnings (an irregular event skipped or repaired) are printed as they
+    come, one line each, naming the input line. Raises PushRejected when the
+    daemon refused the input.
     """
     try:
         async for frame in ws:
@@ -180,6 +218,10 @@ async def _push_replies(
                           f"{message.abort_reason}", file=sys.stderr)
                 case BlocksMessage():
                     verbose(f"stream {message.stream} complete")
+                case WarningMessage():
+                    where = _where(message.frame, lines)
+                    print(f"warpd push: warning: {where}{backslash_escaped(message.message)}",
+                          file=sys.stderr)
                 case ErrorMessage():
                     raise PushRejected(message.message, frame=message.frame)
                 case EndMessage():

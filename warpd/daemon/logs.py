@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
-from warpd.controls import escape_unsafe
+from warpd.controls import backslash_form, escape_unsafe
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -49,29 +49,17 @@ _TERMINAL_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} [{extra[conn]}] {
 _JOURNAL_FORMAT = "[{extra[conn]}] {message}"
 
 
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _log_form(ch: str) -> str:
-    """The backslash escape of one unsafe character, as Python writes it."""
-    short = _SHORT_ESCAPES.get(ch)
-    if short is not None:
-        return short
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def escape_record(record: Record) -> None:
     """Escape the unsafe characters of a record's message and bound values (a loguru patcher).
 
     Values that are not numbers, booleans or None are replaced by their
     escaped text.
     """
-    record["message"] = escape_unsafe(record["message"], _log_form)
+    record["message"] = escape_unsafe(record["message"], backslash_form)
     extra = record["extra"]
     for key, value in extra.items():
         if not isinstance(value, int | float | None):
-            extra[key] = escape_unsafe(str(value), _log_form)
+            extra[key] = escape_unsafe(str(value), backslash_form)
 
 
 def _is_journal_stream(stream: TextIO, journal_stream: str) -> bool:

@@ -4,10 +4,13 @@ A handler does little more than
 ``async for frame in ws: publish(streams.feed(frame))``: every rule lives in
 :class:`~warpd.ingest.producer.ProducerStreams` (decoding, assembling) and
 the hub (numbering, fan-out). Streaming messages are only published; a
-stream's final message is also sent back to its producer. Bad input ends the
-stream with an error block and closes with 1007; a limit refused closes with
-1013; a producer silent for ``limits.producer_idle_timeout`` has its stream
-completed as aborted (1008).
+stream's final message is also sent back to its producer. An irregular frame
+is skipped or repaired: the producer gets a ``warning`` message naming the
+frame, subscribers an error block (``source: "input"``), and the stream goes
+on. In strict mode (``[ingest] strict``, or ``strict=true`` on ``/push``) it
+ends the stream with an error block and closes with 1007 instead. A limit
+refused closes with 1013; a producer silent for ``limits.producer_idle_timeout``
+has its stream completed as aborted (1008).
 """
 
 from __future__ import annotations
@@ -77,11 +80,14 @@ class Producers:
     async def handle(self, ws: ServerConnection, route: PushRoute, log: Any) -> None:
         """Serve one push connection until its ``end``, an error, or its close."""
         hub = self.hub
+        ingest = hub.config.ingest
         streams = ProducerStreams(
             route.session,
             route.format,
             lambda: hub.new_stream_id(route.session),
             max_frame_bytes=hub.config.limits.max_frame_bytes,
+            strict=ingest.strict if route.strict is None else route.strict,
+            max_warnings=ingest.max_warnings,
             on_start=hub.stream_started,
         )
         producer = Producer(streams, ws, log)
@@ -96,13 +102,15 @@ class Producers:
                 data = frame.encode() if isinstance(frame, str) else frame
                 try:
                     if data.startswith(CONTROL_PREFIX):
-                        if await self._control(ws, streams, data):
+                        if await self._control(ws, streams, data, log):
                             return
                         continue
                     messages = streams.feed(data)
                 except (InputError, HubLimitError) as exc:
                     await self._refuse(ws, streams, exc, log)
                     return
+                if streams.warnings:
+                    await self._warn(ws, streams, log)
                 for message in messages:
                     if message.streaming:
                         hub.publish(message)
@@ -116,19 +124,31 @@ class Producers:
                 log.info("stream {} aborted: {}", message.stream, reason)
                 hub.publish(message)
 
-    async def _control(self, ws: ServerConnection, streams: ProducerStreams, data: bytes) -> bool:
+    async def _control(
+        self, ws: ServerConnection, streams: ProducerStreams, data: bytes, log: Any
+    ) -> bool:
         """Act on a producer control frame; return True when the connection is done."""
         try:
             control = decode_control(data)
         except Exception as exc:  # msgspec.DecodeError or ValidationError
             raise InputError(f"bad control frame: {exc}", frame=streams.frames + 1) from None
+        if control.warpd == "skipped":
+            # An event the producer discarded for its size: a frame of its own.
+            for message in streams.oversized(control.bytes or 0, control.limit):
+                self.hub.publish(message)
+            if streams.warnings:
+                await self._warn(ws, streams, log)
+            return False
         streams.frames += 1
         if control.warpd == "abort":
             for message in streams.abort(control.reason or "aborted by the producer"):
                 await send_message(ws, await self.publish_reply(message))
             return False
         if control.warpd == "finish":
-            for message in streams.end():
+            finals = streams.end()
+            if streams.warnings:
+                await self._warn(ws, streams, log)
+            for message in finals:
                 await send_message(ws, await self.publish_reply(message))
             return False
         if control.warpd == "open":
@@ -138,10 +158,20 @@ class Producers:
                 else:
                     await send_message(ws, await self.publish_reply(message))
             return False
-        for message in streams.end():
+        finals = streams.end()
+        if streams.warnings:
+            await self._warn(ws, streams, log)
+        for message in finals:
             await send_message(ws, await self.publish_reply(message))
         await ws.send(encode(EndMessage(streams=streams.streams)), text=True)
         return True
+
+    async def _warn(self, ws: ServerConnection, streams: ProducerStreams, log: Any) -> None:
+        """Send the producer the warnings its last frame left (already one line, escaped)."""
+        warnings, streams.warnings = streams.warnings, []
+        for warning in warnings:
+            log.info("input warning, frame {}: {}", warning.frame, warning.message)
+            await ws.send(encode(warning), text=True)
 
     async def _refuse(
         self,

@@ -1,6 +1,6 @@
 """The daemon's endpoints: request paths parsed into routes, or a clear refusal.
 
-``/push?session=NAME[&format=F]``, ``/subscribe?session=NAME…[&since=…]
+``/push?session=NAME[&format=F][&strict=true|false]``, ``/subscribe?session=NAME…[&since=…]
 [&epoch=E][&replay=N]``, ``/status`` and ``/reload``. Parsing is pure, so the handshake
 hook can refuse a bad request with HTTP 400 before the WebSocket opens.
 """
@@ -19,6 +19,8 @@ from warpd.protocol import check_session_name
 class PushRoute(msgspec.Struct, frozen=True):
     session: str
     format: str
+    # The producer's choice of strict mode; None: the daemon's [ingest] strict.
+    strict: bool | None = None
 
 
 class SubscribeRoute(msgspec.Struct, frozen=True):
@@ -50,7 +52,7 @@ class RouteError(Exception):
 
 
 _KNOWN = {
-    "/push": {"session", "format"},
+    "/push": {"session", "format", "strict"},
     "/subscribe": {"session", "since", "epoch", "replay"},
     "/status": set(),
     "/reload": set(),
@@ -80,7 +82,10 @@ def parse_route(target: str) -> Route:
             fmt = check_format(_one(params, "format", "auto"))
         except InputError as exc:
             raise RouteError(400, str(exc)) from None
-        return PushRoute(session, fmt)
+        strict = _one(params, "strict", "")
+        if strict not in _BOOLEANS:
+            raise RouteError(400, f"strict must be true or false, got {strict[:40]!r}")
+        return PushRoute(session, fmt, _BOOLEANS[strict])
     sessions = tuple(dict.fromkeys(params.get("session") or ["default"]))
     for session in sessions:
         if session != "*":
@@ -91,6 +96,11 @@ def parse_route(target: str) -> Route:
         epoch=_one(params, "epoch", "") or None,
         replay=_int(_one(params, "replay", "0"), "replay"),
     )
+
+
+_BOOLEANS: dict[str, bool | None] = {
+    "": None, "true": True, "1": True, "false": False, "0": False
+}  # fmt: skip
 
 
 def _one(params: dict[str, list[str]], name: str, default: str) -> str:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from warpd.errors import InputError
 from warpd.ingest.anthropic import AnthropicDecoder
-from warpd.ingest.base import UpstreamDecoder, invalid_utf8_at, preview
+from warpd.ingest.base import UpstreamDecoder, invalid_utf8_at, loads, preview
 from warpd.ingest.ollama import OllamaDecoder
 from warpd.ingest.openai_chat import OpenAIChatDecoder
 from warpd.ingest.openai_responses import OpenAIResponsesDecoder
@@ -34,25 +32,21 @@ DECODERS: dict[str, type[UpstreamDecoder]] = {
 
 FORMATS: tuple[str, ...] = ("auto", *DECODERS)
 
-_probe_decoder = msgspec.json.Decoder()
-
-
 def detect_format(payload: bytes) -> type[UpstreamDecoder]:
     """Return the decoder class for a stream whose first event is ``payload``.
 
     Raises :class:`InputError` naming the formats tried and showing the start
     of the event when no decoder recognises it.
     """
-    try:
-        probe: Any = _probe_decoder.decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    probe: Any = loads(payload)
+    if probe is None:
         bad = invalid_utf8_at(payload)
         if bad is not None:
             raise InputError(
                 f"invalid UTF-8 in the stream's first event at byte {bad}: "
-                f"the event starts {preview(payload)}"
-            ) from None
-        probe = None
+                f"the event starts {preview(payload)}",
+                code="invalid-utf8",
+            )
     if isinstance(probe, dict):
         for decoder in DECODERS.values():
             if decoder.detect(probe):
@@ -60,7 +54,8 @@ def detect_format(payload: bytes) -> type[UpstreamDecoder]:
     known = ", ".join(name for name, decoder in DECODERS.items() if not decoder.raw)
     raise InputError(
         f"cannot tell the stream's format from its first event (tried {known}): "
-        f"say which it is; the event starts {preview(payload)}"
+        f"say which it is; the event starts {preview(payload)}",
+        code="unknown-format",
     )
 
 

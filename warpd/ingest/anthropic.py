@@ -24,19 +24,29 @@ ends the stream as aborted with an error block naming the provider's error
 type and message. ``ping`` and event types this decoder does not know are
 ignored, as Anthropic's versioning policy asks of clients.
 
-Out-of-order events (a delta for a block never started or already stopped, a
-delta of the wrong kind for its block) raise :class:`InputError`.
+Source: Anthropic's "Streaming Messages" documentation
+(https://docs.anthropic.com/en/docs/build-with-claude/streaming).
+
+Irregular events (proxies that re-stream these events get their order
+wrong: a second ``message_start``, a ``thinking_delta`` in a text block, a
+delta for a block never started) are repaired, keeping the most content, and
+recorded: :attr:`AnthropicDecoder.irregularities_table` is the one list of
+them and their repairs, besides the common ones (an event that cannot be
+decoded is skipped, see ``COMMON_IRREGULARITIES``). An index over
+``MAX_INDEX`` is a schema mismatch.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Hashable
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from warpd.errors import InputError
-from warpd.ingest.base import UpstreamDecoder, decode_json
+from warpd.ingest.base import UpstreamDecoder, json_text
 from warpd.ingest.deltas import (
+    MAX_INDEX,
     BlockData,
     BlockDone,
     BlockOpen,
@@ -49,6 +59,8 @@ from warpd.ingest.deltas import (
     UpstreamError,
 )
 
+_Kind = Literal["text", "thinking", "tool", "whole"]
+
 
 class _Message(msgspec.Struct):
     model: str | None = None
@@ -60,27 +72,32 @@ class _Error(msgspec.Struct):
     message: str | None = None
 
 
-class _Event(msgspec.Struct):
-    type: str
-    index: int | None = None
-    message: _Message | None = None
-    # Kept raw: decoded by the handler of the event type that has them.
-    content_block: msgspec.Raw = msgspec.Raw()
-    delta: msgspec.Raw = msgspec.Raw()
-    usage: dict[str, Any] | None = None
-    error: _Error | None = None
-
-
 class _BlockDelta(msgspec.Struct):
     """The ``delta`` of a content_block_delta or of a message_delta."""
 
-    type: str = ""
+    type: str | None = ""
     text: str | None = None
     partial_json: str | None = None
     thinking: str | None = None
     signature: str | None = None
     citation: dict[str, Any] | None = None
     stop_reason: str | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str
+    index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)] | None = None
+    message: _Message | None = None
+    content_block: dict[str, Any] | None = None
+    delta: _BlockDelta | None = None
+    usage: dict[str, Any] | None = None
+    error: _Error | None = None
+
+
+class _RawDelta(msgspec.Struct):
+    """An event read again for a delta type newer than this decoder, kept whole."""
+
+    delta: dict[str, Any] | None = None
 
 
 class _TextBlock(msgspec.Struct):
@@ -100,10 +117,17 @@ class _ToolBlock(msgspec.Struct):
 
 
 _event_decoder = msgspec.json.Decoder(_Event)
-_delta_decoder = msgspec.json.Decoder(_BlockDelta)
-_dict_decoder = msgspec.json.Decoder(dict[str, Any])
-_json_encoder = msgspec.json.Encoder()
+_raw_delta_decoder = msgspec.json.Decoder(_RawDelta)
 _WHAT = "Anthropic stream event"
+
+# The block kind each content_block_delta type belongs in (for repairs).
+_DELTA_KINDS: dict[str, _Kind] = {
+    "text_delta": "text",
+    "citations_delta": "text",
+    "thinking_delta": "thinking",
+    "signature_delta": "thinking",
+    "input_json_delta": "tool",
+}
 
 # The event types that only Anthropic's Messages stream sends.
 _EVENT_TYPES = frozenset(
@@ -118,15 +142,17 @@ _EVENT_TYPES = frozenset(
     }
 )
 
-_Kind = Literal["text", "thinking", "tool", "whole"]
 
 
 class _OpenBlock:
     """A content block between its start and stop, as the decoder tracks it."""
 
-    __slots__ = ("kind", "upstream_type", "got_input", "start_input", "signature")
+    __slots__ = ("key", "kind", "upstream_type", "got_input", "start_input", "signature", "beside")
 
-    def __init__(self, kind: _Kind, upstream_type: str) -> None:
+    def __init__(self, key: Hashable, kind: _Kind, upstream_type: str) -> None:
+        # The block key: the index, or (index, n) for a block started again at
+        # an index already used (a key that completed must not be reopened).
+        self.key = key
         self.kind: _Kind = kind
         self.upstream_type = upstream_type
         # Whether input_json_delta fragments came (else a non-empty start
@@ -134,18 +160,38 @@ class _OpenBlock:
         self.got_input = False
         self.start_input: Any = None
         self.signature = ""
+        # Blocks opened beside this one for deltas of another kind, by kind.
+        self.beside: dict[_Kind, Hashable] = {}
 
 
 class AnthropicDecoder(UpstreamDecoder):
     """Decodes Anthropic Messages stream events (see the module docstring)."""
 
     name = "anthropic"
+    irregularities_table = {
+        "message-start-again": "a second message_start: model and usage kept, nothing restarts",
+        "message-start-without-message": "message_start without its message: ignored",
+        "block-start-while-open": "a start at an index still open: the open block completes "
+        "truncated, a new one starts",
+        "block-start-again": "a start at an index already stopped: a new block starts",
+        "block-start-without-block": "content_block_start without a usable content_block: "
+        "a text block starts",
+        "block-fields": "a content block field of the wrong shape: read as absent",
+        "delta-without-block": "a delta for an index not open: a block of the delta's kind starts",
+        "delta-of-other-kind": "a delta of another kind than its block: it goes to a block of "
+        "its own kind beside that block",
+        "stop-without-block": "content_block_stop for an index not open: ignored",
+        "missing-index": "a block event without index: skipped",
+        "delta-without-delta": "content_block_delta without delta: skipped",
+    }
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self._open: dict[int, _OpenBlock] = {}
-        self._used: set[int] = set()
+        # How many blocks each index has had (a key that completed is never reused).
+        self._used: dict[int, int] = {}
         self._stop_reason_seen = False
+        self._message_started = False
 
     @classmethod
     def detect(cls, probe: dict[str, Any]) -> bool:
@@ -162,12 +208,12 @@ class AnthropicDecoder(UpstreamDecoder):
             and "sequence_number" not in probe
         )
 
-    def feed(self, payload: bytes) -> list[Delta]:
-        event: _Event = decode_json(_event_decoder, payload, _WHAT)
+    def decode_event(self, payload: bytes) -> list[Delta]:
+        event: _Event = self.decode_json(_event_decoder, payload, _WHAT)
         kind = event.type
         out: list[Delta] = []
         if kind == "content_block_delta":
-            self._on_block_delta(event, out)
+            self._on_block_delta(event, payload, out)
         elif kind == "content_block_start":
             self._on_block_start(event, out)
         elif kind == "content_block_stop":
@@ -190,7 +236,7 @@ class AnthropicDecoder(UpstreamDecoder):
         # ping, and event types added after this was written, carry nothing for us.
         return out
 
-    def end_of_input(self) -> list[Delta]:
+    def decode_end(self) -> list[Delta]:
         if self.ended:
             return []
         self.ended = True
@@ -204,17 +250,25 @@ class AnthropicDecoder(UpstreamDecoder):
     def _on_message_start(self, event: _Event, out: list[Delta]) -> None:
         message = event.message
         if message is None:
-            raise InputError("Anthropic message_start without its message")
+            self.irregular(
+                "message-start-without-message", "message_start without its message: ignored"
+            )
+            return
+        if self._message_started:
+            self.irregular(
+                "message-start-again",
+                "message_start inside a message that already started: its model and usage "
+                "are kept, nothing restarts",
+            )
+        self._message_started = True
         if message.model is not None or message.usage:
             out.append(StreamInfo(model=message.model, usage=message.usage or None))
 
     def _on_message_delta(self, event: _Event, out: list[Delta]) -> None:
         if event.usage:
             out.append(StreamInfo(usage=event.usage))
-        if not event.delta:
-            return
-        delta: _BlockDelta = _decode_part(_delta_decoder, event.delta, "message_delta's delta")
-        if delta.stop_reason is not None:
+        delta = event.delta
+        if delta is not None and delta.stop_reason is not None:
             # The message is over: a block still open was cut (max_tokens
             # stops a tool's input mid-JSON without a content_block_stop).
             self._truncate_open(out)
@@ -223,147 +277,235 @@ class AnthropicDecoder(UpstreamDecoder):
 
     def _on_block_start(self, event: _Event, out: list[Delta]) -> None:
         index = self._index(event)
-        if index in self._used:
-            raise InputError(f"Anthropic content_block_start for index {index}, already started")
-        if not event.content_block:
-            raise InputError(f"Anthropic content_block_start for index {index} without its block")
-        block: dict[str, Any] = _decode_part(
-            _dict_decoder, event.content_block, "content_block_start's content_block"
-        )
-        btype = block.get("type")
-        if not isinstance(btype, str):
-            raise InputError(
-                f"Anthropic content_block_start for index {index}: content_block has no type"
+        block = event.content_block
+        btype = block.get("type") if block is not None else None
+        if not isinstance(btype, str) or not btype:
+            self.irregular(
+                "block-start-without-block",
+                f"content_block_start for index {index} without a content_block type: "
+                "started as a text block",
             )
-        self._used.add(index)
+            block, btype = {"type": "text"}, "text"
+        assert block is not None
+        if index in self._open:
+            self.irregular(
+                "block-start-while-open",
+                f"content_block_start for index {index}, still open: the open block "
+                "completes truncated, a new one starts",
+            )
+            self._close(index, out, truncated=True)
+        elif index in self._used:
+            self.irregular(
+                "block-start-again",
+                f"content_block_start for index {index}, already stopped: a new block starts",
+            )
+        key = self._new_key(index)
         if btype == "text":
-            text = _convert(block, _TextBlock, btype)
-            self._open[index] = _OpenBlock("text", btype)
-            out.append(BlockOpen(index, "text"))
+            text = self._convert(block, _TextBlock, btype, index)
+            self._open[index] = _OpenBlock(key, "text", btype)
+            out.append(BlockOpen(key, "text"))
             if text.text:
-                out.append(TextDelta(index, "text", text.text))
+                out.append(TextDelta(key, "text", text.text))
             for citation in text.citations or ():
-                out.append(BlockData(index, "citations", citation, append=True))
+                out.append(BlockData(key, "citations", citation, append=True))
         elif btype == "thinking":
-            thinking = _convert(block, _ThinkingBlock, btype)
-            self._open[index] = _OpenBlock("thinking", btype)
-            out.append(BlockOpen(index, "reasoning"))
+            thinking = self._convert(block, _ThinkingBlock, btype, index)
+            state = self._open[index] = _OpenBlock(key, "thinking", btype)
+            out.append(BlockOpen(key, "reasoning"))
             if thinking.thinking:
-                out.append(TextDelta(index, "reasoning", thinking.thinking))
+                out.append(TextDelta(key, "reasoning", thinking.thinking))
             if thinking.signature:
-                self._open[index].signature = thinking.signature
-                out.append(BlockData(index, "signature", thinking.signature))
+                state.signature = thinking.signature
+                out.append(BlockData(key, "signature", thinking.signature))
         elif btype == "redacted_thinking":
-            self._open[index] = _OpenBlock("whole", btype)
+            self._open[index] = _OpenBlock(key, "whole", btype)
             data = {k: v for k, v in block.items() if k != "type"}
-            out.append(BlockOpen(index, "reasoning", upstream_type=btype, data=data or None))
+            out.append(BlockOpen(key, "reasoning", upstream_type=btype, data=data or None))
         elif btype.endswith("tool_use"):
-            tool = _convert(block, _ToolBlock, btype)
-            state = _OpenBlock("tool", btype)
+            tool = self._convert(block, _ToolBlock, btype, index)
+            state = _OpenBlock(key, "tool", btype)
             state.start_input = tool.input
             self._open[index] = state
             upstream = None if btype == "tool_use" else btype
             extra = {k: v for k, v in block.items() if k not in ("type", "id", "name", "input")}
             out.append(
                 BlockOpen(
-                    index,
+                    key,
                     "tool_call",
                     upstream_type=upstream,
                     data=extra if upstream is not None and extra else None,
-                    call_id=tool.id,
-                    name=tool.name,
+                    call_id=tool.id or None,
+                    name=tool.name or None,
                 )
             )
         else:
             # A result that arrives whole (web_search_tool_result, …) or a block
             # type newer than this decoder: pass it through as it is.
-            self._open[index] = _OpenBlock("whole", btype)
-            out.append(BlockOpen(index, "text", upstream_type=btype, data=block))
+            self._open[index] = _OpenBlock(key, "whole", btype)
+            out.append(BlockOpen(key, "text", upstream_type=btype, data=block))
 
-    def _on_block_delta(self, event: _Event, out: list[Delta]) -> None:
+    def _on_block_delta(self, event: _Event, payload: bytes, out: list[Delta]) -> None:
         index = self._index(event)
+        delta = event.delta
+        if delta is None:
+            raise InputError(
+                f"Anthropic content_block_delta for index {index} without its delta",
+                code="delta-without-delta",
+            )
+        dtype = delta.type or ""
+        wanted = _DELTA_KINDS.get(dtype)
         block = self._open.get(index)
         if block is None:
             state = "already stopped" if index in self._used else "never started"
-            raise InputError(f"Anthropic content_block_delta for index {index}, {state}")
-        if not event.delta:
-            raise InputError(f"Anthropic content_block_delta for index {index} without its delta")
-        delta: _BlockDelta = _decode_part(
-            _delta_decoder, event.delta, "content_block_delta's delta"
-        )
-        dtype = delta.type
+            kind: _Kind = wanted or "whole"
+            self.irregular(
+                "delta-without-block",
+                f"{dtype or 'content_block_delta'} for index {index}, {state}: "
+                f"a {_BLOCK_NAMES[kind]} block starts",
+            )
+            block = self._start_implied(index, kind, out)
+        key = block.key
+        if wanted is not None and wanted != block.kind and not (
+            wanted == "text" and block.kind == "whole"
+        ):
+            key = self._beside(block, wanted, dtype, index, out)
         if dtype == "text_delta":
-            self._expect(block, ("text", "whole"), dtype, index)
             if delta.text:
-                out.append(TextDelta(index, "text", delta.text))
+                out.append(TextDelta(key, "text", delta.text))
         elif dtype == "input_json_delta":
-            self._expect(block, ("tool",), dtype, index)
             if delta.partial_json:
                 block.got_input = True
-                out.append(ToolCallDelta(index, delta.partial_json))
+                out.append(ToolCallDelta(key, delta.partial_json))
         elif dtype == "thinking_delta":
-            self._expect(block, ("thinking",), dtype, index)
             if delta.thinking:
-                out.append(TextDelta(index, "reasoning", delta.thinking))
+                out.append(TextDelta(key, "reasoning", delta.thinking))
         elif dtype == "signature_delta":
             if delta.signature:
                 # One signature_delta is the norm; should one come in parts, the
                 # data field holds the signature so far, never a fragment.
                 block.signature += delta.signature
-                out.append(BlockData(index, "signature", block.signature))
+                out.append(BlockData(key, "signature", block.signature))
         elif dtype == "citations_delta":
             if delta.citation is not None:
-                out.append(BlockData(index, "citations", delta.citation, append=True))
+                out.append(BlockData(key, "citations", delta.citation, append=True))
         else:
             # A delta type newer than this decoder: keep it in the block's data.
-            raw: dict[str, Any] = _decode_part(
-                _dict_decoder, event.delta, "content_block_delta's delta"
-            )
-            out.append(BlockData(index, dtype or "deltas", raw, append=True))
+            raw = self.decode_json(_raw_delta_decoder, payload, _WHAT).delta or {}
+            out.append(BlockData(key, dtype or "deltas", raw, append=True))
 
     def _on_block_stop(self, event: _Event, out: list[Delta]) -> None:
         index = self._index(event)
-        block = self._open.pop(index, None)
-        if block is None:
+        if index not in self._open:
             state = "already stopped" if index in self._used else "never started"
-            raise InputError(f"Anthropic content_block_stop for index {index}, {state}")
-        if block.kind == "tool" and not block.got_input:
+            self.irregular(
+                "stop-without-block", f"content_block_stop for index {index}, {state}: ignored"
+            )
+            return
+        self._close(index, out)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _close(self, index: int, out: list[Delta], *, truncated: bool = False) -> None:
+        """Complete the open block at ``index`` (and any block beside it)."""
+        block = self._open.pop(index)
+        if block.kind == "tool" and not block.got_input and not truncated:
             # No (non-empty) fragment came: the start's input is the whole
             # input — `{}` for a tool without parameters, as the SDK says.
             start = block.start_input
             if start is None and block.upstream_type == "tool_use":
                 start = {}
             if start is not None:
-                out.append(ToolCallDelta(index, _json_encoder.encode(start).decode()))
-        out.append(BlockDone(index))
-
-    # -- helpers --------------------------------------------------------------
+                out.append(ToolCallDelta(block.key, json_text(start)))
+        out.append(BlockDone(block.key, truncated=truncated))
+        for key in block.beside.values():
+            out.append(BlockDone(key, truncated=truncated))
 
     def _truncate_open(self, out: list[Delta]) -> None:
-        for index in self._open:
-            out.append(BlockDone(index, truncated=True))
-        self._open.clear()
+        for index in list(self._open):
+            self._close(index, out, truncated=True)
 
-    @staticmethod
-    def _index(event: _Event) -> int:
+    def _new_key(self, index: int) -> Hashable:
+        uses = self._used.get(index, 0)
+        self._used[index] = uses + 1
+        return index if uses == 0 else (index, uses)
+
+    def _start_implied(self, index: int, kind: _Kind, out: list[Delta]) -> _OpenBlock:
+        """Start the block a delta implies when no content_block_start opened it."""
+        key = self._new_key(index)
+        block = self._open[index] = _OpenBlock(key, kind, _UPSTREAM_TYPES[kind])
+        if kind == "tool":
+            block.got_input = True  # no start input to fall back on
+            out.append(BlockOpen(key, "tool_call"))
+        else:
+            out.append(BlockOpen(key, "reasoning" if kind == "thinking" else "text"))
+        return block
+
+    def _beside(
+        self, block: _OpenBlock, kind: _Kind, dtype: str, index: int, out: list[Delta]
+    ) -> Hashable:
+        """The key of the block of ``kind`` beside ``block``, opened on its first delta."""
+        key = block.beside.get(kind)
+        if key is None:
+            self.irregular(
+                "delta-of-other-kind",
+                f"{dtype} for index {index}, a {block.upstream_type} block: "
+                f"shown in a {_BLOCK_NAMES[kind]} block beside it",
+            )
+            key = block.beside[kind] = ("beside", block.key, kind)
+            out.append(BlockOpen(key, _BLOCK_KINDS[kind]))
+        return key
+
+    def _index(self, event: _Event) -> int:
         if event.index is None:
-            raise InputError(f"Anthropic {event.type} without the index of its content block")
+            raise InputError(
+                f"Anthropic {event.type} without the index of its content block",
+                code="missing-index",
+            )
         return event.index
 
-    @staticmethod
-    def _expect(block: _OpenBlock, kinds: tuple[_Kind, ...], dtype: str, index: int) -> None:
-        if block.kind not in kinds:
-            raise InputError(f"Anthropic {dtype} for index {index}, a {block.upstream_type} block")
+    def _convert(self, block: dict[str, Any], struct: type[Any], btype: str, index: int) -> Any:
+        """Read a content block as ``struct``; fields of the wrong shape are read as absent."""
+        try:
+            return msgspec.convert(block, struct)
+        except msgspec.ValidationError as exc:
+            self.irregular(
+                "block-fields",
+                f"content_block_start for index {index}: not a valid Anthropic {btype} "
+                f"content block ({exc}): its fields of the wrong shape are read as absent",
+            )
+        fields = {
+            name: value
+            for name, value in block.items()
+            if name in struct.__struct_fields__ and _fits(value, struct, name)
+        }
+        return msgspec.convert(fields, struct)
 
 
-def _decode_part(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, what: str) -> Any:
-    """Decode a part of an event kept raw; ``what`` names it for the error."""
-    return decode_json(decoder, bytes(raw), f"Anthropic {what}")
+# What each kind of block is called in messages, is made of, and was upstream.
+_BLOCK_NAMES: dict[_Kind, str] = {
+    "text": "text",
+    "thinking": "reasoning",
+    "tool": "tool call",
+    "whole": "text",
+}
+_BLOCK_KINDS: dict[_Kind, Literal["text", "reasoning", "tool_call"]] = {
+    "text": "text",
+    "thinking": "reasoning",
+    "tool": "tool_call",
+    "whole": "text",
+}
+_UPSTREAM_TYPES: dict[_Kind, str] = {
+    "text": "text",
+    "thinking": "thinking",
+    "tool": "tool_use",
+    "whole": "text",
+}
 
 
-def _convert(block: dict[str, Any], struct: type[Any], btype: str) -> Any:
-    """Read a content block (already decoded) as ``struct``; InputError if its fields are wrong."""
+def _fits(value: Any, struct: type[Any], name: str) -> bool:
+    """Whether ``value`` is a valid ``name`` field of ``struct``."""
     try:
-        return msgspec.convert(block, struct)
-    except msgspec.ValidationError as exc:
-        raise InputError(f"not a valid Anthropic {btype} content block: {exc}") from None
+        msgspec.convert({name: value}, struct)
+    except msgspec.ValidationError:
+        return False
+    return True

@@ -6,6 +6,9 @@ or an Anthropic content-block index); the assembler maps each key to a block
 in order of first appearance, and a key that arrives again after its block
 completed opens a new block. Deltas carry only what changed: text and
 argument fragments, never accumulated values.
+
+Decoders also report :class:`Irregularity` records (not deltas): what was
+wrong with the input and how it was repaired (see ``UpstreamDecoder``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from collections.abc import Hashable
 from typing import Any, Literal
 
 import msgspec
+
+# The largest index (choice, tool call, output item, content part, content
+# block) a decoder accepts. Indexes are map keys, never list lengths, but some
+# outputs are laid out by choice (``finish_reasons``): a bigger value is bad
+# input for its frame, which is skipped.
+MAX_INDEX = 4096
 
 TextKind = Literal["text", "reasoning"]
 
@@ -43,6 +52,9 @@ class ToolCallDelta(msgspec.Struct, gc=False):
     call_type: str | None = None
     choice: int = 0
     upstream_type: str | None = None
+    # Free-form input (a Responses ``custom_tool_call``): not JSON, so never
+    # flagged ``invalid_arguments``.
+    free_form: bool = False
 
 
 class BlockOpen(msgspec.Struct, gc=False):
@@ -114,3 +126,15 @@ Delta = (
     | UpstreamError
     | StreamEnd
 )
+
+
+class Irregularity(msgspec.Struct, frozen=True, gc=False):
+    """Something wrong with the input that a decoder repaired or skipped, and how.
+
+    ``code`` names the kind (each decoder's ``irregularities`` table lists
+    its codes and their repairs); ``message`` is one line for people: what
+    was wrong, where, and what was done about it.
+    """
+
+    code: str
+    message: str

@@ -8,6 +8,12 @@ decoded, so a UTF-8 character split across reads is never broken.
 Each event is a :class:`FramedEvent`: the payload (an SSE event's ``data``,
 one JSON line, or a raw chunk) and the 1-based input line where it started,
 for error messages.
+
+With ``max_event_bytes``, an event (or a line) larger than that is not kept:
+its bytes are discarded as they arrive, up to the next line boundary, and it
+comes out as a :class:`FramedEvent` with an empty payload and ``oversized``
+set to its size, so that the caller can record it and go on. Nothing is ever
+buffered beyond the limit.
 """
 
 from __future__ import annotations
@@ -20,20 +26,48 @@ Framing = Literal["sse", "jsonl", "raw"]
 
 
 class FramedEvent(msgspec.Struct, gc=False):
-    """One upstream event's payload and the input line it started on (0 for raw chunks)."""
+    """One upstream event's payload and the input line it started on (0 for raw chunks).
+
+    ``oversized`` is the size in bytes of an event that was over the
+    framer's limit: its payload was discarded (and is empty).
+    """
 
     payload: bytes
     line: int
     name: str | None = None
+    oversized: int = 0
+
+
+def _oversized_line(size: int) -> bytes:
+    """What LineSplitter returns for a line over its limit: a line feed, then the size.
+
+    No real line holds a line feed, so this cannot be confused with one, and
+    it costs SSE nothing on its hot path: an SSE framer meets it as an
+    unknown field.
+    """
+    return b"\n%d" % size
+
+
+def _oversized_size(line: bytes) -> int:
+    """The size of the line ``line`` stands for, or 0 if it is a real line."""
+    return int(line[1:]) if line[:1] == b"\n" else 0
 
 
 class LineSplitter:
-    """Splits bytes into lines on ``\\r\\n``, ``\\n`` or ``\\r``; keeps the partial last line."""
+    """Splits bytes into lines on ``\\r\\n``, ``\\n`` or ``\\r``; keeps the partial last line.
 
-    def __init__(self) -> None:
+    A line longer than ``max_line_bytes`` is discarded as it arrives and
+    returned as a line feed followed by its size (see :func:`_oversized_line`).
+    """
+
+    def __init__(self, max_line_bytes: int | None = None) -> None:
         # The unfinished last line, kept as parts so that a long line arriving
         # in many reads is joined once, not re-copied on every read.
         self._partial: list[bytes] = []
+        self._partial_size = 0
+        # Bytes of an over-long line discarded so far (0: not discarding).
+        self._discarded = 0
+        self._max = max_line_bytes
         # The previous chunk ended with \r: a \n starting the next one belongs to it.
         self._swallow_lf = False
         self.lines_seen = 0
@@ -45,43 +79,76 @@ class LineSplitter:
         self._swallow_lf = False
         if b"\n" not in data and b"\r" not in data:
             if data:
-                self._partial.append(data)
+                self._hold(data)
             return []
         if self._partial:
             self._partial.append(data)
             data = b"".join(self._partial)
             self._partial = []
+            self._partial_size = 0
         if b"\r" in data:
             self._swallow_lf = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
         rest = lines.pop()
+        limit = self._max
+        if self._discarded:
+            # The over-long line that was being discarded ends here.
+            lines[0] = _oversized_line(self._discarded + len(lines[0]))
+            self._discarded = 0
+        if limit is not None and len(data) > limit:
+            lines = [_oversized_line(len(n)) if len(n) > limit else n for n in lines]
         if rest:
-            self._partial.append(rest)
+            self._hold(rest)
         self.lines_seen += len(lines)
         return lines
 
     def close(self) -> list[bytes]:
         """Return the last line if the input did not end with a line ending."""
+        if self._discarded:
+            size, self._discarded = self._discarded, 0
+            self.lines_seen += 1
+            return [_oversized_line(size)]
         rest = b"".join(self._partial)
         self._partial = []
+        self._partial_size = 0
         if rest:
             self.lines_seen += 1
             return [rest]
         return []
+
+    def _hold(self, data: bytes) -> None:
+        """Keep the start of an unfinished line, or count it if the line is over the limit."""
+        if self._discarded:
+            self._discarded += len(data)
+            return
+        self._partial.append(data)
+        self._partial_size += len(data)
+        if self._max is not None and self._partial_size > self._max:
+            self._discarded = self._partial_size
+            self._partial = []
+            self._partial_size = 0
 
 
 class SSEFramer:
     """Server-Sent Events: ``data:`` lines joined by ``\\n`` until a blank line.
 
     ``:`` comment lines, ``id:`` and ``retry:`` are ignored; ``event:`` names the
-    event. An event left without its blank line at the end of input is still
-    delivered (a cut-off recording keeps its last event).
+    event. An event whose data is empty or only whitespace is not an event
+    (the WHATWG rule for an empty data buffer; proxies send ``data:`` lines as
+    keep-alives). An event left without its blank line at the end of input is
+    still delivered (a cut-off recording keeps its last event). An event over
+    ``max_event_bytes`` comes out ``oversized`` (see the module docstring).
     """
 
-    def __init__(self) -> None:
-        self._lines = LineSplitter()
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        # A data line holds the "data:" field name besides the event's bytes.
+        self._lines = LineSplitter(None if max_event_bytes is None else max_event_bytes + 16)
+        self._max = max_event_bytes
         self._data: list[bytes] = []
+        self._size = 0
+        # Bytes of this event discarded for being over the limit (0: none).
+        self._oversized = 0
         self._name: str | None = None
         self._start = 0
 
@@ -90,8 +157,8 @@ class SSEFramer:
 
     def close(self) -> list[FramedEvent]:
         events = self._take(self._lines.close())
-        if self._data:
-            events.append(self._dispatch())
+        if self._data or self._oversized:
+            self._dispatch(events)
         return events
 
     def _take(self, lines: list[bytes]) -> list[FramedEvent]:
@@ -99,8 +166,8 @@ class SSEFramer:
         first_line = self._lines.lines_seen - len(lines)
         for offset, line in enumerate(lines, start=1):
             if not line:
-                if self._data:
-                    events.append(self._dispatch())
+                if self._data or self._oversized:
+                    self._dispatch(events)
                 else:
                     self._name = None
                 continue
@@ -111,26 +178,46 @@ class SSEFramer:
                 value = value[1:]
             if field == b"data":
                 if not self._data:
+                    if self._oversized:
+                        self._oversized += len(value)
+                        continue
                     self._start = first_line + offset
                 self._data.append(value)
+                if self._max is not None:
+                    self._size += len(value) + 1
+                    if self._size > self._max:
+                        self._oversized, self._data, self._size = self._size, [], 0
             elif field == b"event":
                 self._name = value.decode("utf-8", "replace")
+            elif line[0] == 0x0A:
+                # A line over the limit: the event it belongs to is too.
+                if not self._data and not self._oversized:
+                    self._start = first_line + offset
+                self._oversized += _oversized_size(line) + self._size
+                self._data = []
+                self._size = 0
             # id:, retry: and unknown fields are ignored, as the SSE spec says.
         return events
 
-    def _dispatch(self) -> FramedEvent:
-        payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = FramedEvent(payload, self._start, self._name)
+    def _dispatch(self, events: list[FramedEvent]) -> None:
+        """End the event being read: add it to ``events`` unless its data is empty."""
+        if self._oversized:
+            events.append(FramedEvent(b"", self._start, self._name, self._oversized))
+        else:
+            payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            if payload and not payload.isspace():
+                events.append(FramedEvent(payload, self._start, self._name))
         self._data = []
+        self._size = 0
+        self._oversized = 0
         self._name = None
-        return event
 
 
 class JSONLinesFramer:
-    """One event per non-blank line (JSON lines, NDJSON)."""
+    """One event per non-blank line (JSON lines, NDJSON); a line over the limit is ``oversized``."""
 
-    def __init__(self) -> None:
-        self._lines = LineSplitter()
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._lines = LineSplitter(max_event_bytes)
 
     def feed(self, data: bytes) -> list[FramedEvent]:
         return self._take(self._lines.feed(data))
@@ -140,11 +227,13 @@ class JSONLinesFramer:
 
     def _take(self, lines: list[bytes]) -> list[FramedEvent]:
         first_line = self._lines.lines_seen - len(lines)
-        return [
-            FramedEvent(line.strip(), first_line + offset)
-            for offset, line in enumerate(lines, start=1)
-            if line.strip()
-        ]
+        events: list[FramedEvent] = []
+        for offset, line in enumerate(lines, start=1):
+            if line[:1] == b"\n":
+                events.append(FramedEvent(b"", first_line + offset, None, _oversized_size(line)))
+            elif line and not line.isspace():
+                events.append(FramedEvent(line.strip(), first_line + offset))
+        return events
 
 
 class RawFramer:
@@ -215,9 +304,10 @@ class AutoFramer:
     ``auto`` must then decode ``raw`` input as plain text.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int | None = None) -> None:
         self._inner: SSEFramer | JSONLinesFramer | RawFramer | None = None
         self._pending = b""
+        self._max = max_event_bytes
         self.framing: Framing | None = None
 
     def feed(self, data: bytes) -> list[FramedEvent]:
@@ -247,9 +337,9 @@ class AutoFramer:
             return False
         self.framing = framing
         if framing == "jsonl":
-            self._inner = JSONLinesFramer()
+            self._inner = JSONLinesFramer(self._max)
         elif framing == "sse":
-            self._inner = SSEFramer()
+            self._inner = SSEFramer(self._max)
         else:
             self._inner = RawFramer()
         return True
@@ -258,15 +348,21 @@ class AutoFramer:
 Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer
 
 
-def make_framer(framing: Framing | Literal["auto"]) -> Framer:
-    """Return a new framer for ``framing`` (``auto`` picks SSE, JSON lines or raw text)."""
+def make_framer(
+    framing: Framing | Literal["auto"], max_event_bytes: int | None = None
+) -> Framer:
+    """Return a new framer for ``framing`` (``auto`` picks SSE, JSON lines or raw text).
+
+    Events over ``max_event_bytes`` come out ``oversized`` (raw chunks are
+    never over: they are as big as the reads).
+    """
     if framing == "sse":
-        return SSEFramer()
+        return SSEFramer(max_event_bytes)
     if framing == "jsonl":
-        return JSONLinesFramer()
+        return JSONLinesFramer(max_event_bytes)
     if framing == "raw":
         return RawFramer()
-    return AutoFramer()
+    return AutoFramer(max_event_bytes)
 
 
 def sse_payload(frame: bytes) -> bytes:

@@ -13,6 +13,18 @@ counts and durations of the last object (``prompt_eval_count``,
 ``eval_count``, ``total_duration``, …) become its usage, under Ollama's own
 names. An ``{"error": …}`` object ends the stream as aborted with an error
 block. Input ending before ``done: true`` is aborted.
+
+Source: Ollama's API documentation (docs/api.md, "Generate a completion"
+and "Generate a chat completion", streaming responses).
+
+Accepted shapes beyond the documented ones: ``content``, ``thinking`` and
+``response`` as a list of content parts (as the OpenAI decoder reads them:
+``text`` parts, ``thinking`` parts), ``arguments`` as a string or any JSON
+value, ``null`` for ``message`` and ``tool_calls``, ``""`` read as absent for
+``done_reason``, ``id``, ``type``, ``name`` and ``model``, and counts and
+durations as floats. Ollama objects have no grammar beyond ``done: true``
+ending the stream, so the irregularities are the common ones (an object
+that cannot be decoded is skipped, see ``COMMON_IRREGULARITIES``).
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from warpd.ingest.base import UpstreamDecoder, decode_json
+from warpd.ingest.base import UpstreamDecoder, json_text
 from warpd.ingest.deltas import (
     BlockDone,
     ChoiceFinish,
@@ -46,31 +58,35 @@ class _ToolCall(msgspec.Struct):
     function: _Function | None = None
 
 
+# A string, or a list of content parts (objects, or bare strings).
+Content = str | list[Any] | None
+Count = int | float | None
+
+
 class _Message(msgspec.Struct):
-    content: str | None = None
-    thinking: str | None = None
+    content: Content = None
+    thinking: Content = None
     tool_calls: list[_ToolCall] | None = None
 
 
 class _Line(msgspec.Struct):
     model: str | None = None
     message: _Message | None = None
-    response: str | None = None
-    thinking: str | None = None
-    done: bool = False
+    response: Content = None
+    thinking: Content = None
+    done: bool | None = False
     done_reason: str | None = None
     # A string from Ollama itself; an object from some proxies.
     error: str | dict[str, Any] | None = None
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
-    total_duration: int | None = None
-    load_duration: int | None = None
-    prompt_eval_duration: int | None = None
-    eval_duration: int | None = None
+    prompt_eval_count: Count = None
+    eval_count: Count = None
+    total_duration: Count = None
+    load_duration: Count = None
+    prompt_eval_duration: Count = None
+    eval_duration: Count = None
 
 
 _line_decoder = msgspec.json.Decoder(_Line)
-_json_encoder = msgspec.json.Encoder()
 _WHAT = "Ollama stream object"
 _USAGE_FIELDS = (
     "prompt_eval_count",
@@ -87,8 +103,8 @@ class OllamaDecoder(UpstreamDecoder):
 
     name = "ollama"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self._model: str | None = None
         # The text or reasoning block growing now, and its kind.
         self._current: tuple[str, int] | None = None
@@ -100,10 +116,10 @@ class OllamaDecoder(UpstreamDecoder):
             return "type" not in probe and "choices" not in probe
         return "done" in probe and ("message" in probe or "response" in probe or "model" in probe)
 
-    def feed(self, payload: bytes) -> list[Delta]:
-        line: _Line = decode_json(_line_decoder, payload, _WHAT)
+    def decode_event(self, payload: bytes) -> list[Delta]:
+        line: _Line = self.decode_json(_line_decoder, payload, _WHAT)
         out: list[Delta] = []
-        if line.model is not None and line.model != self._model:
+        if line.model and line.model != self._model:
             self._model = line.model
             out.append(StreamInfo(model=line.model))
         if line.error is not None:
@@ -114,14 +130,14 @@ class OllamaDecoder(UpstreamDecoder):
             return out
         message = line.message
         if line.thinking:
-            self._text("reasoning", line.thinking, out)
+            self._content("reasoning", line.thinking, out)
         if line.response:
-            self._text("text", line.response, out)
+            self._content("text", line.response, out)
         if message is not None:
             if message.thinking:
-                self._text("reasoning", message.thinking, out)
+                self._content("reasoning", message.thinking, out)
             if message.content:
-                self._text("text", message.content, out)
+                self._content("text", message.content, out)
             for call in message.tool_calls or ():
                 self._tool_call(call, out)
         if line.done:
@@ -129,15 +145,33 @@ class OllamaDecoder(UpstreamDecoder):
             if usage:
                 out.append(StreamInfo(usage=usage))
             self.ended = True
-            out.append(ChoiceFinish(0, line.done_reason))
+            out.append(ChoiceFinish(0, line.done_reason or None))
             out.append(StreamEnd())
         return out
 
-    def end_of_input(self) -> list[Delta]:
+    def decode_end(self) -> list[Delta]:
         if self.ended:
             return []
         self.ended = True
         return [StreamEnd(aborted=True, reason="input ended before done: true")]
+
+    def _content(self, kind: str, content: str | list[Any], out: list[Delta]) -> None:
+        """A content field: a string, or a list of ``text``/``thinking`` parts or strings."""
+        if isinstance(content, str):
+            self._text(kind, content, out)
+            return
+        for part in content:
+            text: Any
+            if isinstance(part, str):
+                text, part_kind = part, kind
+            elif isinstance(part, dict) and part.get("type") == "thinking":
+                text, part_kind = part.get("thinking"), "reasoning"
+            elif isinstance(part, dict):
+                text, part_kind = part.get("text"), kind
+            else:
+                continue
+            if isinstance(text, str | list) and text:
+                self._content(part_kind, text, out)
 
     def _text(self, kind: str, text: str, out: list[Delta]) -> None:
         current = self._current
@@ -156,8 +190,10 @@ class OllamaDecoder(UpstreamDecoder):
         elif isinstance(arguments, str):
             text = arguments
         else:
-            text = _json_encoder.encode(arguments).decode()
-        out.append(ToolCallDelta(key, text, call.id, fn.name, call.type or "function"))
+            text = json_text(arguments)
+        out.append(
+            ToolCallDelta(key, text, call.id or None, fn.name or None, call.type or "function")
+        )
         out.append(BlockDone(key))
 
     def _close_current(self, out: list[Delta]) -> None:
@@ -174,4 +210,4 @@ def _error_message(error: str | dict[str, Any]) -> str:
     if isinstance(error, str):
         return error or "unknown error"
     message = error.get("message")
-    return message if isinstance(message, str) else _json_encoder.encode(error).decode()
+    return message if isinstance(message, str) else json_text(error)

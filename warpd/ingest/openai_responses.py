@@ -14,6 +14,10 @@ any event refers to them:
 - ``function_call`` items are tool calls: ``call_id`` and ``name`` come from
   ``output_item.added`` (``function_call_arguments.done`` has no name), the
   arguments from ``function_call_arguments.delta``.
+- ``custom_tool_call`` items (custom tools, whose input is free-form text)
+  are tool calls of type ``custom``: ``call_id`` and ``name`` from the item,
+  the input from ``custom_tool_call_input.delta`` (or ``.done``, or the done
+  item) as the arguments, never flagged ``invalid_arguments``.
 - any other item (``web_search_call``, ``file_search_call``, …) is passed
   through: a text block with no text, the item in ``data`` and its type in
   ``upstream_type``, updated by its ``output_item.done``.
@@ -36,22 +40,30 @@ How the stream ends, and the ``finish_reason`` it gets:
   complete truncated). Like the SDKs, the stream ends at the first of them.
 - Input ending before any of these: aborted.
 
+Source: the OpenAI API reference, "Streaming events" of the Responses API
+(https://platform.openai.com/docs/api-reference/responses-streaming).
+
 Event types not listed (progress events of built-in tools, ``content_part``
 and ``summary_part`` bookkeeping, audio) carry nothing we show and are
 ignored. Events out of order (a delta before its item was added, or after it
-was done, or of the wrong kind for its item) raise :class:`InputError`.
+was done, or of the wrong kind for its item, an item added twice) are
+repaired, keeping the most content, and recorded:
+:attr:`OpenAIResponsesDecoder.irregularities_table` is the one list of them
+and their repairs, besides the common ones (see ``COMMON_IRREGULARITIES``).
+An index over ``MAX_INDEX`` is a schema mismatch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from warpd.errors import InputError
-from warpd.ingest.base import UpstreamDecoder, decode_json
+from warpd.ingest.base import UpstreamDecoder
 from warpd.ingest.deltas import (
+    MAX_INDEX,
     BlockData,
     BlockDone,
     BlockOpen,
@@ -82,15 +94,19 @@ class _Response(msgspec.Struct):
     incomplete_details: _Incomplete | None = None
 
 
+Index = Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+
+
 class _Event(msgspec.Struct):
     type: str
-    output_index: int | None = None
-    content_index: int | None = None
-    summary_index: int | None = None
+    output_index: Index | None = None
+    content_index: Index | None = None
+    summary_index: Index | None = None
     delta: str | None = None
     text: str | None = None
     refusal: str | None = None
     arguments: str | None = None
+    input: str | None = None
     item: dict[str, Any] | None = None
     annotation: Any = None
     response: _Response | None = None
@@ -118,6 +134,20 @@ _TEXT_EVENTS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The tool-call item types: item type -> (call type, free-form input).
+_TOOL_ITEMS: dict[str, tuple[str, bool]] = {
+    "function_call": ("function", False),
+    "custom_tool_call": ("custom", True),
+}
+# Argument events: event type -> (item type, whether it is the .done one).
+_ARGUMENT_EVENTS: dict[str, tuple[str, bool]] = {
+    "response.function_call_arguments.delta": ("function_call", False),
+    "response.function_call_arguments.done": ("function_call", True),
+    "response.custom_tool_call_input.delta": ("custom_tool_call", False),
+    "response.custom_tool_call_input.done": ("custom_tool_call", True),
+}
+
+
 class _Item:
     """One output item between its ``added`` and ``done`` events."""
 
@@ -136,9 +166,21 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
     """Decodes OpenAI Responses API stream events (see the module docstring)."""
 
     name = "openai-responses"
+    irregularities_table = {
+        "event-without-item": "an event for an output_index never added, or already done: "
+        "the item it implies starts",
+        "event-for-other-item": "an event of another kind than its item (text for a "
+        "function_call): shown in a block of its own kind",
+        "item-added-again": "output_item.added at an output_index still open: the open "
+        "item's blocks complete truncated, a new item starts",
+        "done-without-item": "output_item.done for an item never added, or already done: "
+        "read as that item added and done (its content is kept)",
+        "item-fields": "an item field of the wrong shape: read as absent",
+        "missing-index": "an item event without output_index, or without its item: skipped",
+    }
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self._items: dict[int, _Item] = {}
         self._model: str | None = None
 
@@ -160,30 +202,24 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
         # already ended the stream.
         return b"response.failed" in payload and _kind_of(payload) == "response.failed"
 
-    def feed(self, payload: bytes) -> list[Delta]:
-        event: _Event = decode_json(_event_decoder, payload, _WHAT)
+    def decode_event(self, payload: bytes) -> list[Delta]:
+        event: _Event = self.decode_json(_event_decoder, payload, _WHAT)
         kind = event.type
         out: list[Delta] = []
         text_event = _TEXT_EVENTS.get(kind)
+        argument_event = _ARGUMENT_EVENTS.get(kind)
         if text_event is not None:
             self._on_text(event, *text_event, out)
-        elif kind == "response.function_call_arguments.delta":
-            item = self._item(event, "function_call")
-            item.got_arguments = True
-            if event.delta:
-                out.append(ToolCallDelta(("item", event.output_index), event.delta))
-        elif kind == "response.function_call_arguments.done":
-            item = self._item(event, "function_call")
-            if not item.got_arguments and event.arguments:
-                out.append(ToolCallDelta(("item", event.output_index), event.arguments))
-            item.got_arguments = True
+        elif argument_event is not None:
+            self._on_arguments(event, *argument_event, out)
         elif kind == "response.output_item.added":
             self._on_item_added(event, out)
         elif kind == "response.output_item.done":
             self._on_item_done(event, out)
         elif kind == "response.output_text.annotation.added":
-            item = self._item(event, "message")
-            key = ("text", event.output_index, event.content_index or 0)
+            index = self._index(event)
+            item = self._item(event, index, "message")
+            key = ("text", index, event.content_index or 0)
             self._open_text(item, key, out)
             out.append(BlockData(key, "annotations", event.annotation, append=True))
         elif kind in ("response.created", "response.in_progress", "response.queued"):
@@ -210,7 +246,7 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
             self._fail(event.error or _Error(event.code, event.message), out)
         return out
 
-    def end_of_input(self) -> list[Delta]:
+    def decode_end(self) -> list[Delta]:
         if self.ended:
             return []
         self.ended = True
@@ -218,51 +254,92 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
 
     # -- events ---------------------------------------------------------------
 
+    def _on_arguments(self, event: _Event, item_type: str, done: bool, out: list[Delta]) -> None:
+        index = self._index(event)
+        item = self._item(event, index, item_type)
+        key = ("item", index)
+        item.keys.setdefault(key, True)
+        free_form = _TOOL_ITEMS[item_type][1]
+        if not done:
+            item.got_arguments = True
+            if event.delta:
+                out.append(ToolCallDelta(key, event.delta, free_form=free_form))
+            return
+        whole = event.input if free_form else event.arguments
+        if not item.got_arguments and whole:
+            out.append(ToolCallDelta(key, whole, free_form=free_form))
+        item.got_arguments = True
+
     def _on_item_added(self, event: _Event, out: list[Delta]) -> None:
         index, item_data = self._item_event(event)
-        if index in self._items:
-            raise InputError(f"{event.type} for output_index {index}, already added")
-        itype = _field(item_data, "type", event) or "unknown"
+        old = self._items.get(index)
+        if old is not None and not old.done:
+            self.irregular(
+                "item-added-again",
+                f"{event.type} for output_index {index}, still open: its blocks complete "
+                "truncated, a new item starts",
+            )
+            out.extend(BlockDone(key, truncated=True) for key in old.keys)
+        self._add_item(index, item_data, event, out)
+
+    def _add_item(
+        self, index: int, item_data: dict[str, Any], event: _Event, out: list[Delta]
+    ) -> _Item:
+        itype = self._field(item_data, "type", event) or "unknown"
         item = self._items[index] = _Item(itype)
         key = ("item", index)
-        if itype == "function_call":
+        tool = _TOOL_ITEMS.get(itype)
+        if tool is not None:
+            call_type, free_form = tool
             item.keys[key] = True
-            arguments = _field(item_data, "arguments", event)
+            arguments = self._field(item_data, "input" if free_form else "arguments", event)
             item.got_arguments = bool(arguments)
             out.append(
                 ToolCallDelta(
                     key,
                     arguments or "",
-                    _field(item_data, "call_id", event) or _field(item_data, "id", event),
-                    _field(item_data, "name", event),
-                    "function",
+                    self._field(item_data, "call_id", event)
+                    or self._field(item_data, "id", event),
+                    self._field(item_data, "name", event),
+                    call_type,
+                    free_form=free_form,
                 )
             )
         elif itype not in ("message", "reasoning"):
             item.keys[key] = True
             out.append(BlockOpen(key, "text", upstream_type=itype, data=item_data))
+        return item
 
     def _on_item_done(self, event: _Event, out: list[Delta]) -> None:
         index, item_data = self._item_event(event)
         item = self._items.get(index)
         if item is None or item.done:
-            raise InputError(self._order_message(event, index, item))
+            state = "never added" if item is None else "already done"
+            self.irregular(
+                "done-without-item",
+                f"{event.type} for output_index {index}, {state}: read as the item added "
+                "and done",
+            )
+            item = self._add_item(index, item_data, event, out)
         key = ("item", index)
-        if item.type == "function_call":
-            arguments = _field(item_data, "arguments", event)
+        tool = _TOOL_ITEMS.get(item.type)
+        if tool is not None:
+            free_form = tool[1]
+            arguments = self._field(item_data, "input" if free_form else "arguments", event)
             out.append(
                 ToolCallDelta(
                     key,
                     arguments if arguments and not item.got_arguments else "",
-                    _field(item_data, "call_id", event),
-                    _field(item_data, "name", event),
+                    self._field(item_data, "call_id", event),
+                    self._field(item_data, "name", event),
+                    free_form=free_form,
                 )
             )
         elif key in item.keys:
             out.append(BlockOpen(key, "text", upstream_type=item.type, data=item_data))
         else:
             self._text_only_in_done(index, item, item_data, out)
-        truncated = _field(item_data, "status", event) == "incomplete"
+        truncated = self._field(item_data, "status", event) == "incomplete"
         out.extend(BlockDone(k, truncated=truncated) for k in item.keys)
         item.done = True
 
@@ -292,9 +369,10 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
     def _on_text(
         self, event: _Event, item_type: str, kind: str, part_field: str, out: list[Delta]
     ) -> None:
-        item = self._item(event, item_type)
+        index = self._index(event)
+        item = self._item(event, index, item_type)
         part = getattr(event, part_field)
-        key = (kind, event.output_index, part if part is not None else 0)
+        key = (kind, index, part if part is not None else 0)
         if event.type.endswith(".delta"):
             text = event.delta
         elif not item.keys.get(key):
@@ -315,33 +393,52 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
             item.keys[key] = False
             out.append(_text_delta(key, "text", ""))
 
-    def _item(self, event: _Event, item_type: str) -> _Item:
-        """The live item an event refers to; InputError if it is not one of ``item_type``."""
-        index = event.output_index
-        if index is None:
-            raise InputError(f"{event.type} without output_index")
+    def _item(self, event: _Event, index: int, item_type: str) -> _Item:
+        """The live item an event refers to, started if the event came before (or after) it."""
         item = self._items.get(index)
         if item is None or item.done:
-            raise InputError(self._order_message(event, index, item))
-        if item.type != item_type:
-            raise InputError(
-                f"{event.type} for output_index {index}, a {item.type} item (expected {item_type})"
+            state = (
+                "before its response.output_item.added"
+                if item is None
+                else "after its response.output_item.done"
+            )
+            self.irregular(
+                "event-without-item",
+                f"{event.type} for output_index {index} {state}: a {item_type} item starts",
+            )
+            item = self._items[index] = _Item(item_type)
+        elif item.type != item_type:
+            self.irregular(
+                "event-for-other-item",
+                f"{event.type} for output_index {index}, a {item.type} item "
+                f"(expected {item_type}): shown in a block of its own",
             )
         return item
 
     @staticmethod
-    def _order_message(event: _Event, index: int, item: _Item | None) -> str:
-        if item is None:
-            return f"{event.type} for output_index {index} before its response.output_item.added"
-        return f"{event.type} for output_index {index} after its response.output_item.done"
+    def _index(event: _Event) -> int:
+        if event.output_index is None:
+            raise InputError(f"{event.type} without output_index", code="missing-index")
+        return event.output_index
 
     @staticmethod
     def _item_event(event: _Event) -> tuple[int, dict[str, Any]]:
         if event.output_index is None:
-            raise InputError(f"{event.type} without output_index")
+            raise InputError(f"{event.type} without output_index", code="missing-index")
         if event.item is None:
-            raise InputError(f"{event.type} without its item")
+            raise InputError(f"{event.type} without its item", code="missing-index")
         return event.output_index, event.item
+
+    def _field(self, item: dict[str, Any], name: str, event: _Event) -> str | None:
+        """A string field of an item, or None (recorded when it holds something else)."""
+        value = item.get(name)
+        if value is None or isinstance(value, str):
+            return value or None
+        self.irregular(
+            "item-fields",
+            f"{event.type}: item field {name!r} is not a string ({value!r:.60}): read as absent",
+        )
+        return None
 
     def _info(self, response: _Response | None, out: list[Delta]) -> None:
         if response is None:
@@ -379,14 +476,6 @@ def _text_delta(key: Hashable, kind: str, text: str) -> TextDelta:
     if kind == "refusal":
         return TextDelta(key, "text", text, refusal=True)
     return TextDelta(key, "text" if kind == "text" else "reasoning", text)
-
-
-def _field(item: dict[str, Any], name: str, event: _Event) -> str | None:
-    """A string field of an item, or None; InputError if it holds something else."""
-    value = item.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    raise InputError(f"{event.type}: item field {name!r} is not a string: {value!r:.60}")
 
 
 class _Kind(msgspec.Struct):

@@ -23,15 +23,15 @@ class TextDecoder(UpstreamDecoder):
     name = "text"
     raw = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def feed(self, payload: bytes) -> list[Delta]:
+    def decode_event(self, payload: bytes) -> list[Delta]:
         text = self._utf8.decode(payload)
         return [TextDelta(_KEY, "text", text)] if text else []
 
-    def end_of_input(self) -> list[Delta]:
+    def decode_end(self) -> list[Delta]:
         if self.ended:
             return []
         self.ended = True
