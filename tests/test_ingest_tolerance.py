@@ -38,7 +38,7 @@ from warpd.ingest.base import COMMON_IRREGULARITIES
 from warpd.ingest.convert import convert
 from warpd.ingest.deltas import MAX_INDEX, ChoiceFinish, StreamEnd, TextDelta
 from warpd.ingest.framing import JSONLinesFramer, SSEFramer
-from warpd.ingest.producer import PRODUCER_IRREGULARITIES
+from warpd.ingest.producer import PRODUCER_IRREGULARITIES, ProducerStreams
 from warpd.protocol import BlocksMessage, encode
 
 CASES_DIR = ROOT.parent / "shared" / "cases" / "ingest"
@@ -429,3 +429,15 @@ def test_every_irregularity_recorded_is_listed_once_and_documented() -> None:
         code for d in DECODERS.values() for code in d.irregularities_table
     ]:
         assert f"`{code}`" in docs, code
+
+
+def test_a_stream_opened_before_its_first_event_shows_a_skipped_one() -> None:
+    """With ``open`` (the capture proxy), a first event no decoder knows goes into that stream."""
+    streams = ProducerStreams("s", "auto", lambda: "s/1")
+    streams.open(None)
+    (update,) = streams.feed(b'{"hello": "world"}')
+    assert [b.error.code for b in update.blocks if b.error is not None] == ["unknown-format"]
+    assert [w.code for w in streams.warnings] == ["unknown-format"]
+    (final,) = streams.feed(b'{"model": "m", "response": "ok", "done": true}')
+    assert is_final(final) and not final.aborted and final.stream == "s/1"
+    assert texts(final, "text") == ["ok"] and input_errors(final) == ["unknown-format"]

@@ -39,6 +39,7 @@ import asyncio
 import concurrent.futures
 import enum
 import threading
+from collections import deque
 from collections.abc import AsyncIterable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -65,6 +66,9 @@ from warpd.protocol import (
 )
 
 T = TypeVar("T")
+
+#: How many of the daemon's warnings a push stream keeps (the latest ones).
+KEPT_WARNINGS = 1000
 
 # How long leaving a ``with`` block by an exception waits for the daemon to
 # send back the aborted stream's final message.
@@ -184,7 +188,9 @@ class AsyncPushStream:
         self.format = format
         self.strict = strict
         self.finals: list[BlocksMessage] = []
-        self.warnings: list[WarningMessage] = []
+        # The latest warnings (a connection kept for many streams, as the
+        # capture proxy keeps it, must not hold every one it ever had).
+        self.warnings: deque[WarningMessage] = deque(maxlen=KEPT_WARNINGS)
         self.streams: list[str] = []
         self._frames = EventFrames(format)
         self._ws: ClientConnection | None = None
@@ -409,8 +415,8 @@ class PushStream:
         return self._stream.error
 
     @property
-    def warnings(self) -> list[WarningMessage]:
-        """The daemon's warnings about irregular events of this push, as they arrived."""
+    def warnings(self) -> deque[WarningMessage]:
+        """The daemon's latest warnings about irregular events of this push, as they arrived."""
         return self._stream.warnings
 
     def __enter__(self) -> PushStream:
