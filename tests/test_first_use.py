@@ -61,6 +61,19 @@ def test_push_exit_status_says_how_the_stream_ended(
     assert said in relaxed.stderr.decode()
 
 
+def test_push_escapes_what_the_provider_said(daemon: Daemon) -> None:
+    # A provider's error message is a peer's text: it reaches stderr as one escaped line.
+    hostile = ANTHROPIC_OVERLOADED.replace(
+        b'"Overloaded"', b'"Over\\u001b[2Jloaded\\nfake line\\u202e"'
+    )
+    result = daemon.push(data=hostile)
+    assert result.returncode == 4, result.stderr
+    err = result.stderr.decode()
+    assert "\x1b" not in err and "\u202e" not in err
+    (line,) = [line for line in err.splitlines() if "provider reported" in line]
+    assert line.endswith("Over\\x1b[2Jloaded\\nfake line\\u202e")
+
+
 def test_strict_push_of_a_bad_event_exits_1_naming_its_line(daemon: Daemon) -> None:
     data = b"data: {not json}\n\n"
     result = daemon.push(None, "--strict", data=data)

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except WarpdError as exc:
-        print(f"warpd {args.command}: {exc}", file=sys.stderr)
+        # A message may quote a peer (the daemon's refusal, a provider's error).
+        from warpd.controls import backslash_escaped
+
+        print(f"warpd {args.command}: {backslash_escaped(str(exc))}", file=sys.stderr)
         return EXIT_NO_DAEMON if isinstance(exc, DaemonUnavailable) else EXIT_ERROR
 
 

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except WarpdError as exc:
         if not args.no_fail:
             raise
-        print(f"warpd push: {exc}", file=sys.stderr)
+        print(f"warpd push: {backslash_escaped(str(exc))}", file=sys.stderr)
         return 0
     return 0 if args.no_fail else status
 
@@ -210,12 +210,14 @@ async def _push_replies(
                     named = not error.code or error.code in error.message
                     code = "" if named else f"{error.code}: "
                     # The provider failed: worth a line even without -v.
-                    print(f"warpd push: stream {message.stream}: the provider reported an "
-                          f"error: {code}{error.message}", file=sys.stderr)
+                    said = backslash_escaped(f"{code}{error.message}")
+                    print(f"warpd push: stream {backslash_escaped(message.stream)}: the "
+                          f"provider reported an error: {said}", file=sys.stderr)
                 case BlocksMessage() if message.aborted:
                     # Delivered, but cut short: worth a line even without -v.
-                    print(f"warpd push: stream {message.stream} completed as aborted: "
-                          f"{message.abort_reason}", file=sys.stderr)
+                    print(f"warpd push: stream {backslash_escaped(message.stream)} completed "
+                          f"as aborted: {backslash_escaped(message.abort_reason or '')}",
+                          file=sys.stderr)
                 case BlocksMessage():
                     verbose(f"stream {message.stream} complete")
                 case WarningMessage():
