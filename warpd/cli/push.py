@@ -21,8 +21,8 @@ from warpd.address import Address, client_address
 from warpd.cli.input import InputPump, open_input
 from warpd.cli.options import add_connect_argument
 from warpd.client import Outcome, provider_error, push_outcome
+from warpd.client.connection import connect
 from warpd.config import load_config
-from warpd.connection import connect
 from warpd.controls import backslash_escaped
 from warpd.errors import InputError, PushRejected, UserError, WarpdError
 from warpd.ingest import FORMATS, detect_format

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from warpd.address import Address, client_address
 from warpd.cli.options import add_connect_argument
-from warpd.connection import connect
+from warpd.client.connection import connect
 from warpd.errors import ClientError
 from warpd.protocol import StatusMessage, decode_server_message, encode
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from warpd.address import Address, client_address
 from warpd.cli.options import add_connect_argument
 from warpd.cli.output import jsonl_writer, sse_writer
-from warpd.connection import connect
+from warpd.client.connection import connect
 from warpd.errors import ClientError, DaemonUnavailable, UserError
 from warpd.protocol import (
     BlocksMessage,

@@ -50,7 +50,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from warpd.address import Address, client_address
-from warpd.connection import connect
+from warpd.client.connection import connect
 from warpd.errors import ClientError, PushRejected
 from warpd.ingest import DECODERS
 from warpd.ingest.framing import AutoFramer
