@@ -36,6 +36,8 @@ class Answer:
     cut_after: int | None = None
     # Wait for this event (set by the test) after the first piece.
     hold: threading.Event | None = None
+    # Wait for this event before answering at all (no status, no headers yet).
+    hold_head: threading.Event | None = None
 
     def wire_pieces(self) -> list[bytes]:
         data = gzip.compress(self.body, mtime=0) if self.gzip else self.body
@@ -109,6 +111,8 @@ class FakeUpstream:
         except ValueError:
             parsed = {}
         answer = self.choose(request.path, parsed if isinstance(parsed, dict) else {})
+        if answer.hold_head is not None:
+            await asyncio.get_running_loop().run_in_executor(None, answer.hold_head.wait, 10)
         headers = {"Content-Type": answer.content_type, **answer.headers}
         if answer.gzip:
             headers["Content-Encoding"] = "gzip"

@@ -265,6 +265,40 @@ def test_a_client_leaving_mid_answer_gives_an_aborted_stream(
     assert final["blocks"][0]["truncated"]
 
 
+@pytest.mark.parametrize("silent", ["before its headers", "after its first piece"])
+def test_a_client_leaving_while_the_upstream_is_silent_ends_the_stream_at_once(
+    daemon: Daemon, upstream: FakeUpstream, proxy: ProxyProcess, silent: str
+) -> None:
+    # A reasoning model thinking, or an upstream that hangs: the client gives
+    # up (its timeout, Ctrl-C) while nothing comes. The stream must not stay
+    # live until the upstream next sends something, nor the upstream go on.
+    release = threading.Event()
+    hold = {"hold_head" if silent == "before its headers" else "hold": release}
+    upstream.choose = lambda p, b: Answer(TEXT_WITH_USAGE, pieces=4, **hold)
+    sub = daemon.subscriber("--session", "cap")
+    try:
+        host, port = proxy.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            body = json.dumps(chat_request()).encode()
+            raw.sendall(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: " +
+                        f"{host}:{port}".encode() + b"\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            assert sub.read_message()["request"]["prompt"] == "Say hi"
+            if silent == "after its first piece":
+                assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+            left = time.monotonic()
+        final = sub.messages_until_final()[-1]
+        # Ended while the upstream still holds its answer (it waits up to 10 s).
+        assert time.monotonic() - left < 5, final
+    finally:
+        release.set()
+        sub.close()
+    assert final["aborted"]
+    assert final["abort_reason"].startswith("the client disconnected")
+    time.sleep(0.5)
+    assert upstream.completed == 0  # the upstream connection was closed, not read to the end
+
+
 def test_an_upstream_breaking_mid_answer_breaks_the_clients_answer_too(
     daemon: Daemon, upstream: FakeUpstream, proxy: ProxyProcess
 ) -> None:

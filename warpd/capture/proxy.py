@@ -143,7 +143,11 @@ class CaptureProxy:
         self._proxies = {name: environment_proxy(url) for name, url in self.upstreams.items()}
         app = web.Application(client_max_size=MAX_BODY, handler_args={"access_log": None})
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up while the upstream is
+        # silent (thinking, or hung) is noticed at once, not at the next
+        # piece: its stream ends aborted and the upstream connection is closed.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     handler_cancellation=True)
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
         await site.start()
@@ -214,6 +218,11 @@ class CaptureProxy:
                 skip_auto_headers=_NO_AUTO_HEADERS,
                 proxy=self._proxies.get(route.provider.name),
             )
+        except asyncio.CancelledError:
+            log.info("the client disconnected before the answer began")
+            if tee is not None:
+                tee.abort("the client disconnected before the answer began")
+            raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = f"cannot reach the {route.provider.name} upstream {base}: {_describe(exc)}"
             log.warning("{}", reason)
@@ -257,6 +266,7 @@ class CaptureProxy:
             self._client_gone(upstream, tee)
             return response
         except asyncio.CancelledError:
+            log.info("the client disconnected")
             self._client_gone(upstream, tee)
             raise
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -276,7 +286,11 @@ class CaptureProxy:
     @staticmethod
     def _client_gone(upstream: aiohttp.ClientResponse, tee: ResponseTee | None) -> None:
         if tee is not None:
-            tee.abort("the client disconnected mid-answer")
+            if upstream.content.at_eof():
+                # The whole answer was read (and fed) before the client left.
+                tee.end()
+            else:
+                tee.abort("the client disconnected mid-answer")
         # Stop reading the upstream: nobody wants the rest.
         upstream.close()
 
