@@ -353,6 +353,8 @@ def test_browser_requests_bad_hosts_and_unknown_paths_are_refused(
     assert rebinding.status == 403 and b"Host" in rebinding.body
     unknown = exchange(proxy.url, "GET", "/v1/chat/completions")
     assert unknown.status == 404 and b"no route for this path" in unknown.body
+    for climbing in ("/openai/v1/../../admin", "/anthropic/v1/%2e%2e/%2e%2e/admin"):
+        assert exchange(proxy.url, "GET", climbing).status == 404
     assert upstream.received == []
 
 

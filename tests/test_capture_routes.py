@@ -45,7 +45,10 @@ def test_routes(path: str, provider: str, rest: str, format: str | None) -> None
 
 @pytest.mark.parametrize(
     "path", ["/v1/chat/completions", "/openai/v2/x", "/openaix/v1", "/apix", "/anthropicx",
-             "/x", "//evil.example/v1"]
+             "/x", "//evil.example/v1",
+             # Dot segments: the upstream would resolve them above its base URL.
+             "/openai/v1/../../admin", "/openai/v1/./models", "/anthropic/v1/%2e%2e/x",
+             "/api/%2E%2E/%2e%2E/x", "/api/..%2F..%2Fx", "/openai/v1/..\\..\\x", "/openai/v1/.."]
 )
 def test_paths_no_provider_serves(path: str) -> None:
     assert find_route(path) is None

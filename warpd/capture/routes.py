@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from warpd.address import is_loopback_host
 from warpd.errors import ConfigError
@@ -102,7 +102,13 @@ class Route:
 
 
 def find_route(path: str) -> Route | None:
-    """The route of a request ``path`` (without its query), or None if no provider serves it."""
+    """The route of a request ``path`` (without its query), or None if no provider serves it.
+
+    A path with a ``.`` or ``..`` segment (percent-encoded or not) has none:
+    the upstream would resolve it to a path outside its base URL.
+    """
+    if _has_dot_segment(path):
+        return None
     for provider in (OPENAI, ANTHROPIC):
         mount = provider.mount
         if path == mount or path.startswith(mount + "/"):
@@ -111,6 +117,11 @@ def find_route(path: str) -> Route | None:
     if path == "/" or any(path.startswith(p) for p in OLLAMA.only if p != "/"):
         return Route(OLLAMA, path, OLLAMA.formats.get(path.rstrip("/")))
     return None
+
+
+def _has_dot_segment(path: str) -> bool:
+    segments = unquote(path).replace("\\", "/").split("/")
+    return any(segment in (".", "..") for segment in segments)
 
 
 def known_paths() -> str:
