@@ -351,11 +351,27 @@ def test_browser_requests_bad_hosts_and_unknown_paths_are_refused(
     rebinding = exchange(proxy.url, "GET", "/openai/v1/models", None,
                          {"Host": f"evil.example:{proxy.url.rsplit(':', 1)[1]}"})
     assert rebinding.status == 403 and b"Host" in rebinding.body
-    unknown = exchange(proxy.url, "GET", "/v1/chat/completions")
+    unknown = exchange(proxy.url, "GET", "/v2/chat/completions")
     assert unknown.status == 404 and b"no route for this path" in unknown.body
     for climbing in ("/openai/v1/../../admin", "/anthropic/v1/%2e%2e/%2e%2e/admin"):
         assert exchange(proxy.url, "GET", climbing).status == 404
     assert upstream.received == []
+
+
+def test_ollamas_openai_compatible_api_at_the_root_is_forwarded_and_captured(
+    daemon: Daemon, upstream: FakeUpstream, proxy: ProxyProcess
+) -> None:
+    # goose's Ollama provider posts to OLLAMA_HOST + /v1/chat/completions.
+    upstream.choose = lambda p, b: Answer(TEXT_WITH_USAGE, pieces=4)
+    sub = daemon.subscriber("--session", "cap")
+    try:
+        answer = exchange(proxy.url, "POST", "/v1/chat/completions", chat_request())
+        final = sub.messages_until_final()[-1]
+    finally:
+        sub.close()
+    assert (answer.status, answer.body) == (200, TEXT_WITH_USAGE)
+    assert [r.path for r in upstream.received] == ["/v1/chat/completions"]
+    assert not final.get("aborted") and final["blocks"][0]["text"] == "Hello wörld ✓"
 
 
 def test_other_paths_under_a_provider_are_forwarded_but_not_captured(

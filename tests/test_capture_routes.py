@@ -35,6 +35,10 @@ from warpd.protocol import PROMPT_LIMIT, StreamRequest
         ("/api/generate", "ollama", "/api/generate", "ollama"),
         ("/api/tags", "ollama", "/api/tags", None),
         ("/", "ollama", "/", None),
+        # Ollama's OpenAI-compatible API, at OLLAMA_HOST + /v1 (goose uses it).
+        ("/v1/chat/completions", "ollama", "/v1/chat/completions", "openai"),
+        ("/v1/responses", "ollama", "/v1/responses", "openai-responses"),
+        ("/v1/models", "ollama", "/v1/models", None),
     ],
 )
 def test_routes(path: str, provider: str, rest: str, format: str | None) -> None:
@@ -44,7 +48,7 @@ def test_routes(path: str, provider: str, rest: str, format: str | None) -> None
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/openai/v2/x", "/openaix/v1", "/apix", "/anthropicx",
+    "path", ["/v1", "/v2/chat/completions", "/openai/v2/x", "/openaix/v1", "/apix", "/anthropicx",
              "/x", "//evil.example/v1",
              # Dot segments: the upstream would resolve them above its base URL.
              "/openai/v1/../../admin", "/openai/v1/./models", "/anthropic/v1/%2e%2e/x",

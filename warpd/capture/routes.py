@@ -9,8 +9,10 @@ provider    variable               proxy path (= the base URL)  captured as (pat
 openai      ``OPENAI_BASE_URL``    ``/openai/v1``               ``/chat/completions`` → openai,
                                                                 ``/responses`` → openai-responses
 anthropic   ``ANTHROPIC_BASE_URL`` ``/anthropic``               ``/v1/messages`` → anthropic
-ollama      ``OLLAMA_HOST``        ``/`` (only ``/`` and        ``/api/chat``, ``/api/generate``
-                                   ``/api/…``)                  → ollama
+ollama      ``OLLAMA_HOST``        ``/`` (only ``/``,           ``/api/chat``, ``/api/generate``
+                                   ``/api/…`` and ``/v1/…``)    → ollama; ``/v1/chat/completions``
+                                                                → openai, ``/v1/responses``
+                                                                → openai-responses
 ==========  =====================  ==========================  ==============================
 
 The variables keep each SDK's own convention: ``OPENAI_BASE_URL`` ends in
@@ -78,8 +80,11 @@ OLLAMA = Provider(
     "OLLAMA_HOST",
     "http://127.0.0.1:11434",
     "",
-    {"/api/chat": "ollama", "/api/generate": "ollama"},
-    only=("/", "/api/"),
+    # Ollama's OpenAI-compatible API under /v1 too: tools such as goose build
+    # their URL from OLLAMA_HOST + /v1/chat/completions.
+    {"/api/chat": "ollama", "/api/generate": "ollama",
+     "/v1/chat/completions": "openai", "/v1/responses": "openai-responses"},
+    only=("/", "/api/", "/v1/"),
 )
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, OLLAMA)}
@@ -126,7 +131,7 @@ def _has_dot_segment(path: str) -> bool:
 
 def known_paths() -> str:
     """The served path prefixes, for a 404's one-line reason."""
-    return "/openai/v1/…, /anthropic/…, /api/… (ollama)"
+    return "/openai/v1/…, /anthropic/…, /api/… and /v1/… (ollama)"
 
 
 def upstream_url(base: str, route: Route, query: str) -> str:
