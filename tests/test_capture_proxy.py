@@ -203,6 +203,57 @@ def test_an_unreachable_upstream_is_a_502_and_an_error_block(
     assert "cannot reach the openai upstream" in final["blocks"][0]["text"]
 
 
+def test_passwords_in_upstream_and_proxy_urls_are_never_logged_or_shown(
+    daemon: Daemon, short_tmp: Path
+) -> None:
+    # A gateway URL with user:password, and an HTTPS_PROXY whose password
+    # has expired (407): aiohttp's errors name those URLs.
+    refusals = 0
+
+    def refuse_with_407(server: socket.socket) -> None:
+        nonlocal refusals
+        while True:
+            try:
+                peer, _ = server.accept()
+            except OSError:
+                return
+            with peer:
+                peer.recv(65536)
+                peer.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+                refusals += 1
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # nothing listens there once closed
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=refuse_with_407, args=(server,), daemon=True).start()
+    env = proxy_env(short_tmp, daemon.address)
+    env.update(HTTPS_PROXY=f"http://corp:PROXY-SECRET@127.0.0.1:{server.getsockname()[1]}",
+               NO_PROXY="")
+    sub = daemon.subscriber("--session", "cap")
+    try:
+        with ProxyProcess(short_tmp, "--session", "cap", "--log-level", "DEBUG",
+                          "--upstream", f"openai=http://gw:GW-SECRET@127.0.0.1:{dead}/v1",
+                          "--upstream", "anthropic=https://api.anthropic.example",
+                          env=env) as proxy:
+            answers = [exchange(proxy.url, "POST", path, chat_request()) for path in
+                       ("/openai/v1/chat/completions", "/anthropic/v1/messages")]
+            messages = sub.messages_until_final(2)
+            log = proxy.log()
+    finally:
+        server.close()
+        sub.close()
+    assert [a.status for a in answers] == [502, 502] and refusals == 1
+    shown = [log, daemon.log(), b"\n".join(sub.lines).decode(),
+             *(a.body.decode() for a in answers)]
+    assert "cannot reach the openai upstream http://***@127.0.0.1" in shown[0]
+    assert "Proxy Authentication Required" in shown[2]
+    for text in shown:
+        assert "GW-SECRET" not in text and "PROXY-SECRET" not in text
+    assert all(m["session"] == "cap" for m in messages)
+
+
 def test_without_a_daemon_the_proxy_forwards_and_warns_once(
     upstream: FakeUpstream, short_tmp: Path
 ) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import socket
 import time
 import urllib.request
@@ -224,7 +225,8 @@ class CaptureProxy:
                 tee.abort("the client disconnected before the answer began")
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            reason = f"cannot reach the {route.provider.name} upstream {base}: {_describe(exc)}"
+            reason = (f"cannot reach the {route.provider.name} upstream {without_userinfo(base)}: "
+                      f"{_describe(exc)}")
             log.warning("{}", reason)
             if tee is not None:
                 tee.fail(reason)
@@ -305,9 +307,22 @@ def environment_proxy(url: str) -> str | None:
     return None
 
 
+# The user:password@ of a URL (an upstream's, an HTTPS_PROXY's) in a message.
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s'\"]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` with the credentials of any URL in it (``user:password@``) replaced by ``***@``.
+
+    An upstream URL or ``HTTPS_PROXY`` may carry a password, and aiohttp's
+    errors name the URL: what is logged or shown in the session never has it.
+    """
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return neutralise(text[:300])
+    return neutralise(without_userinfo(text)[:300])
 
 
 class _AiohttpToLoguru(logging.Handler):
@@ -319,7 +334,7 @@ class _AiohttpToLoguru(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             text += f": {type(error).__name__}: {error}"
-        logger.log(level, "aiohttp: {}", neutralise(text[:300]))
+        logger.log(level, "aiohttp: {}", neutralise(without_userinfo(text)[:300]))
 
 
 def _quiet_aiohttp_logs() -> None:
