@@ -254,6 +254,26 @@ def test_passwords_in_upstream_and_proxy_urls_are_never_logged_or_shown(
     assert all(m["session"] == "cap" for m in messages)
 
 
+def test_an_upstream_url_with_a_password_is_basic_auth_unless_the_client_sends_its_own(
+    daemon: Daemon, upstream: FakeUpstream, short_tmp: Path
+) -> None:
+    upstream.choose = lambda p, b: Answer(TEXT_WITH_USAGE)
+    gateway = upstream.url.replace("http://", "http://gw:s3cret@") + "/v1"
+    sub = daemon.subscriber("--session", "cap")
+    try:
+        with ProxyProcess(short_tmp, "--session", "cap", "--upstream", f"openai={gateway}",
+                          env=proxy_env(short_tmp, daemon.address)) as proxy:
+            answers = [exchange(proxy.url, "POST", "/openai/v1/chat/completions", chat_request(),
+                                headers) for headers in ({"Authorization": "Bearer sk-own"}, {})]
+        finals = [m for m in sub.messages_until_final(2) if m["complete"]]
+    finally:
+        sub.close()
+    assert [a.body for a in answers] == [TEXT_WITH_USAGE] * 2
+    assert [r.headers.get("Authorization") for r in upstream.received] == [
+        "Bearer sk-own", "Basic Z3c6czNjcmV0"]  # gw:s3cret
+    assert [f.get("aborted") for f in finals] == [None, None]
+
+
 def test_without_a_daemon_the_proxy_forwards_and_warns_once(
     upstream: FakeUpstream, short_tmp: Path
 ) -> None:

@@ -186,7 +186,13 @@ class CaptureProxy:
         if route.format is not None and request.method == "POST":
             tee = self.sink.tee(route.format, body, log)
         started = time.monotonic()
-        response = await self._forward(request, route, body, tee, log)
+        try:
+            response = await self._forward(request, route, body, tee, log)
+        except Exception as exc:
+            # A bug of ours: aiohttp answers 500; the stream must not stay live.
+            if tee is not None:
+                tee.abort(f"warpd proxy failed: {type(exc).__name__}")
+            raise
         log.info("{} {} → {} in {:.2f}s", request.method, neutralise(path[:200]),
                  response.status, time.monotonic() - started)
         return response
@@ -208,12 +214,20 @@ class CaptureProxy:
     ) -> web.StreamResponse:
         assert self._session is not None
         base = self.upstreams[route.provider.name]
-        url = upstream_url(base, route, request.rel_url.raw_query_string)
+        url = URL(upstream_url(base, route, request.rel_url.raw_query_string), encoded=True)
+        headers = forwarded_headers(request.headers, request=True)
+        if url.raw_user is not None:
+            # An upstream URL's user:password is Basic auth, as an HTTP client
+            # takes it; the client's own Authorization, if any, is kept.
+            auth = aiohttp.BasicAuth.from_url(url)
+            if auth is not None and "Authorization" not in headers:
+                headers["Authorization"] = auth.encode()
+            url = url.with_user(None)
         try:
             upstream = await self._session.request(
                 request.method,
-                URL(url, encoded=True),
-                headers=forwarded_headers(request.headers, request=True),
+                url,
+                headers=headers,
                 data=body if body or request.body_exists else None,
                 allow_redirects=False,
                 skip_auto_headers=_NO_AUTO_HEADERS,
