@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import stat
@@ -326,3 +327,128 @@ def test_the_file_holds_block_messages_as_published(short_tmp: Path) -> None:
     db.close()
     # Byte for byte what a subscriber receives.
     assert stored == frames
+
+
+# -- one daemon per file, numbers after a crash, clearing while writing --------------------
+
+
+def test_a_second_daemon_on_the_same_file_leaves_it_alone(short_tmp: Path) -> None:
+    # Another daemon on another socket, its [history] path naming the first one's file
+    # (or a second `warpd serve` on the same socket, refused only after opening it).
+    first = Daemon(short_tmp)
+    push = PipedPush(first)
+    try:
+        push.write(CHAT_START + chat_event(content="<live>"))
+        time.sleep(0.3)  # committed: the stream is in the file, not yet ended
+        other = short_tmp / "other"
+        other.mkdir()
+        config = f'[history]\npath = "{_file(short_tmp)}"\n'
+        with Daemon(other, config=config) as second:
+            assert second.push(data=_stream(1), session="second").returncode == 0
+            history = status(second)["history"]
+            log = second.log()
+        assert history["store"] is None and "in use by another warpd" in history["store_error"]
+        assert "memory only" in log and "as aborted" not in log
+        push.write(CHAT_END)
+        assert push.finish()[0] == 0
+    finally:
+        push.kill()
+        first.stop()
+    with Daemon(short_tmp) as again:
+        (row,) = _log(again)
+    assert row["stream"] == "default/1" and row["outcome"] == "stop"
+
+
+def test_numbers_used_after_the_last_commit_are_not_used_again_after_a_crash(
+    short_tmp: Path,
+) -> None:
+    first = Daemon(short_tmp)
+    sub = FileSubscriber(first, short_tmp / "sub.jsonl")
+    try:
+        wait_for_subscribers(first, 1)
+        assert first.push(data=_stream(1)).returncode == 0
+        time.sleep(0.3)
+        # Another connection holds the write lock: the daemon's writer cannot
+        # commit what comes next (a commit cut short by the kill, made sure of).
+        blocker = sqlite3.connect(_file(short_tmp), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        assert first.push(data=_stream(2)).returncode == 0
+        sub.wait_final(2)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        lost = [m for m in sub.messages() if m["type"] == "blocks"][-1]
+    finally:
+        sub.close()
+        first.stop()
+    assert lost["stream"] == "default/2"
+    with Daemon(short_tmp) as second:
+        sub = FileSubscriber(second, short_tmp / "sub2.jsonl")
+        try:
+            wait_for_subscribers(second, 1)
+            assert second.push(data=_stream(3)).returncode == 0
+            sub.wait_final()
+            after = [m for m in sub.messages() if m["type"] == "blocks"]
+        finally:
+            sub.close()
+    # Neither the stream id nor any seq of the lost stream names a new message.
+    assert all(m["stream"] != "default/2" and m["seq"] > lost["seq"] for m in after)
+
+
+def test_log_clear_while_the_daemon_writes(short_tmp: Path) -> None:
+    with Daemon(short_tmp, config="[history]\ndisk_bytes = 30000\n") as daemon:
+        for n in range(4):
+            assert daemon.push(data=_stream(n, pieces=12)).returncode == 0
+        time.sleep(0.3)
+        stored = sum(r["bytes"] for r in _log(daemon))
+        assert 15000 < stored < 30000
+        live = PipedPush(daemon, "--session", "live")
+        try:
+            live.write(CHAT_START + chat_event(content="<before>"))
+            time.sleep(0.3)
+            cleared = daemon.run("log", "--clear", "--yes", check=True).stderr.decode()
+            assert "deleted 4 stream(s)" in cleared and "1 live stream(s) kept" in cleared
+            live.write(chat_event(content="<after>") + CHAT_END)
+            assert live.finish()[0] == 0
+        finally:
+            live.kill()
+        # As much again: within disk_bytes, so nothing is pruned.
+        for n in range(4, 8):
+            assert daemon.push(data=_stream(n, pieces=12)).returncode == 0
+        time.sleep(0.3)
+        rows = _log(daemon)
+    assert [r["stream"] for r in rows] == ["live/1"] + [f"default/{n}" for n in range(5, 9)]
+    assert "<before>" in rows[0]["text"] and "<after>" in rows[0]["text"]
+    db = sqlite3.connect(f"file:{_file(short_tmp)}?mode=ro", uri=True)
+    (orphans,) = db.execute("SELECT count(*) FROM messages WHERE stream_id NOT IN"
+                            " (SELECT id FROM streams)").fetchone()
+    db.close()
+    assert orphans == 0
+
+
+def test_show_gives_the_streams_own_duration(short_tmp: Path) -> None:
+    with Daemon(short_tmp) as daemon:
+        assert daemon.push(data=_stream(1)).returncode == 0
+        time.sleep(2.0)
+        text = daemon.run("show", "default/1", "--output", "text", check=True).stdout.decode()
+    (seconds,) = re.findall(r"([0-9]+\.[0-9])s ─", text)
+    assert float(seconds) < 1.0, text
+
+
+def test_log_options_at_their_limits(short_tmp: Path) -> None:
+    with Daemon(short_tmp) as daemon:
+        assert daemon.push(None, "--format", "text", data="\u00c9lan vital\n".encode(),
+                           session="u").returncode == 0
+        live = PipedPush(daemon, "--session", "live")
+        try:
+            live.write(CHAT_START + chat_event(content="<live>"))
+            time.sleep(0.3)
+            rows = _log(daemon, "-n", "9" * 30)
+            matched = _log(daemon, "--grep", "\u00c9lan")
+        finally:
+            live.kill()
+    assert [r["stream"] for r in rows] == ["u/1", "live/1"]
+    # Every field is there, live or not.
+    assert rows[1]["outcome"] == "live" and rows[1]["ended"] is None
+    assert [r["stream"] for r in matched] == ["u/1"]

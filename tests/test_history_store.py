@@ -6,6 +6,7 @@ real processes in test_history.py.
 
 from __future__ import annotations
 
+import os
 import stat
 import time
 from pathlib import Path
@@ -143,3 +144,78 @@ def test_reading_needs_no_running_writer(tmp_path: Path) -> None:
     assert [r.stream for r in reader.streams()] == ["a/1"]
     with pytest.raises(StoreError, match="no history at"):
         connect(tmp_path / "absent.sqlite3", readonly=True)
+
+
+def test_a_file_others_could_reach_is_refused(tmp_path: Path) -> None:
+    # A directory others can write to (like /tmp): they could plant the -wal file.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o1777)
+    with pytest.raises(StoreError, match="other users can write to .*shared"):
+        HistoryStore.open(shared / "h.sqlite3", HistoryConfig(), own_dir=False)
+    assert list(shared.iterdir()) == []
+    # Reached through a symlink: the directory that counts is the file's own.
+    (tmp_path / "mine").mkdir(mode=0o700)
+    (tmp_path / "mine" / "h.sqlite3").symlink_to(shared / "h.sqlite3")
+    with pytest.raises(StoreError, match="other users can write to"):
+        HistoryStore.open(tmp_path / "mine" / "h.sqlite3", HistoryConfig(), own_dir=False)
+    # A file of ours that others can read is made 0600.
+    loose = tmp_path / "mine" / "loose.sqlite3"
+    loose.touch(mode=0o644)
+    loose.chmod(0o644)
+    HistoryStore.open(loose, HistoryConfig(), own_dir=False).close()
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+
+
+def test_a_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    path.touch(mode=0o666)
+    try:
+        os.chown(path, 12345, 12345)
+    except PermissionError:
+        pytest.skip("needs root to give a file to another user")
+    with pytest.raises(StoreError, match="not a regular file owned by this user"):
+        _open(path)
+
+
+def test_a_path_with_uri_characters_is_the_file_used(tmp_path: Path) -> None:
+    directory = tmp_path / "a#b?c%41"
+    path = directory / "h.sqlite3"
+    store = _open(path)
+    _push(store, "a", 1, 1, 1)
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [directory.name]
+    reader = HistoryReader(connect(path, readonly=True))
+    assert [r.stream for r in reader.streams()] == ["a/1"]
+    reader.db.close()
+
+
+def test_grep_and_limit_at_their_edges(tmp_path: Path) -> None:
+    store = _open(tmp_path / "h.sqlite3")
+    store.record("u", 1, 1, "u/1", _message("u", "u/1", 1, "\u00c9lan vital", final=True), None,
+                 StreamEnd(None, "stop", None, "\u00c9lan vital"))
+    store.close()
+    reader = HistoryReader(connect(tmp_path / "h.sqlite3", readonly=True))
+    assert [r.stream for r in reader.streams(grep="\u00c9lan")] == ["u/1"]
+    assert [r.stream for r in reader.streams(grep="VITAL")] == ["u/1"]
+    assert [r.stream for r in reader.streams(limit=10**30)] == ["u/1"]
+    reader.db.close()
+
+
+def test_only_a_file_left_open_makes_the_next_start_skip_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    store = _open(path)
+    _push(store, "a", 1, 1, 1)
+    store.close()
+    store = _open(path)
+    assert store.reader.session_state("a") == (2, 1) and store.seq_floor == 0
+    # Never closed, as after SIGKILL (the lock goes with the descriptor).
+    store._stop.set()
+    store._thread.join()
+    os.close(store._lock_fd)
+    store = _open(path)
+    try:
+        assert store.reader.session_state("a") == (2 + 100_001, 1 + 100_001)
+        assert store.seq_floor == 100_001
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ epoch), and Redis killed and restarted mid-stream.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from websockets.sync.client import unix_connect
 
 from tests.conftest import FIXTURES_DIR, TIMEOUT_UNIT
 from tests.daemon import Daemon, warpd_command
+from tests.delivery import PipedPush
 from tests.ingest_streams import HAND_MADE
 from tests.redis_server import RedisServer
 from warpd.blocks import is_final
@@ -215,3 +217,34 @@ def test_status_says_which_broker_and_its_state(pair: tuple[Daemon, Daemon]) -> 
     a, _ = pair
     text = a.run("status", check=True).stdout.decode()
     assert "broker redis redis://127.0.0.1:" in text and ": connected, 0 outage(s)" in text
+
+
+def test_streams_cut_by_a_crash_can_be_shown_after_the_restart(
+    short_tmp: Path, redis_server: RedisServer
+) -> None:
+    # Two streams of one session live when the daemon is SIGKILLed: the
+    # restart marks both aborted in its history file, each with its own text.
+    first = start(short_tmp, "a", redis_server)
+    pushes = [PipedPush(first, "--format", "openai") for _ in range(2)]
+    try:
+        for n, push in enumerate(pushes):
+            push.write(_chunk(f"<stream {n}>"))
+        # Both published through Redis and committed to the file.
+        _wait(lambda: len(first.run("log", "--json", check=True).stdout.splitlines()) == 2,
+              "both streams in the history file")
+        first.stop(signal.SIGKILL)
+    finally:
+        for push in pushes:
+            push.kill()
+        first.stop()
+    with start(short_tmp, "a", redis_server) as again:
+        again.wait_for_log("completed 2 stream(s) as aborted")
+        time.sleep(0.3)
+        rows = [json.loads(line) for line in
+                again.run("log", "--json", check=True).stdout.splitlines()]
+        shown = {row["stream"]: again.run("show", row["stream"], "--output", "jsonl",
+                                          check=True).stdout for row in rows}
+    assert [row["outcome"] for row in rows] == ["aborted: the daemon stopped"] * 2
+    texts = sorted(json.loads(out.splitlines()[-1])["blocks"][0]["text"]
+                   for out in shown.values())
+    assert texts == ["<stream 0>", "<stream 1>"]

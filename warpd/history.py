@@ -26,10 +26,13 @@ reader sees the last committed transaction.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -81,14 +84,18 @@ def message_key(session_id: int, seq: int) -> int:
     """The ``messages.key`` of ``seq`` in the session whose row id is ``session_id``."""
     return (session_id << SEQ_BITS) | seq
 
+# The largest integer SQLite takes (a bigger LIMIT means "all" anyway).
+SQLITE_INT_MAX = 2**63 - 1
+
 # How long a reader waits for a writer's lock (only `--clear` and schema
 # creation take one; WAL readers otherwise never wait), in milliseconds.
 BUSY_TIMEOUT_MS = 5000
 
 
-class StreamRow(msgspec.Struct, omit_defaults=True):
+class StreamRow(msgspec.Struct):
     """One stored stream, as ``warpd log --json`` prints it.
 
+    Every field is always there (``null`` when unknown).
     ``started``/``ended`` are Unix times (``ended`` is None while live, or
     for a stream whose daemon stopped before it was completed and not yet
     restarted); ``outcome`` is ``stop``-like (the provider's finish reason),
@@ -120,7 +127,8 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     """
     if readonly and not path.exists():
         raise StoreError(f"no history at {path} (nothing stored yet, or [history] persist = false)")
-    uri = f"file:{path}?mode={'ro' if readonly else 'rwc'}"
+    # Percent-encoded: in a URI, '?', '#' and '%' in the path would name another file.
+    uri = f"file:{quote(str(path))}?mode={'ro' if readonly else 'rwc'}"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None,
                                      check_same_thread=False)
@@ -190,7 +198,9 @@ class HistoryReader:
         joined = ""
         if grep:
             # The message is JSON: look for the text as JSON would spell it.
-            needle = msgspec.json.encode(grep)[1:-1].decode().lower()
+            # SQLite's lower() changes ASCII letters only: so must the needle's.
+            needle = "".join(c.lower() if c.isascii() else c
+                             for c in msgspec.json.encode(grep)[1:-1].decode())
             joined = ("LEFT JOIN messages m ON m.key = "
                       f"(s.session_id << {SEQ_BITS}) + s.final_seq")
             where.append("instr(lower(CAST(coalesce(m.data, s.text) AS TEXT)), ?) > 0")
@@ -202,7 +212,7 @@ class HistoryReader:
         )
         if limit > 0:
             query += " LIMIT ?"
-            params.append(limit)
+            params.append(min(limit, SQLITE_INT_MAX))
         rows = [self._row(r) for r in self.db.execute(query, params)]
         rows.reverse()
         return rows
@@ -312,37 +322,48 @@ class HistoryReader:
         return streams, messages, stored
 
 
-def clear(path: Path, session: str | None = None) -> int:
-    """Delete stored streams (of ``session``, or all); returns how many were deleted.
+def clear(path: Path, session: str | None = None) -> tuple[int, int]:
+    """Delete the completed streams stored (of ``session``, or all): (how many were
+    deleted, how many live ones were kept).
 
-    Sessions' seq counters and the epoch are kept, so a running daemon's
-    numbering goes on. Safe while a daemon writes: SQLite serialises writers.
+    Live streams are kept: a running daemon goes on writing them (and one
+    cut off by a crash is completed at the next start), so they can be
+    cleared once completed. Sessions' seq counters and the epoch are kept,
+    so a running daemon's numbering goes on. Safe while a daemon writes:
+    SQLite serialises writers, and the daemon counts what the file holds
+    again before pruning.
     """
     connection = connect(path, readonly=False)
     try:
         connection.execute("BEGIN IMMEDIATE")
-        if session is None:
-            (count,) = connection.execute("SELECT count(*) FROM streams").fetchone()
-            connection.execute("DELETE FROM messages")
-            connection.execute("DELETE FROM streams")
-        else:
-            ids = connection.execute("SELECT id FROM sessions WHERE name = ?", (session,))
-            row = ids.fetchone()
-            if row is None:
-                connection.execute("ROLLBACK")
-                return 0
-            (count,) = connection.execute(
-                "SELECT count(*) FROM streams WHERE session_id = ?", row
-            ).fetchone()
-            connection.execute("DELETE FROM messages WHERE key BETWEEN ? AND ?",
-                               (message_key(row[0], 0), message_key(row[0], SEQ_MASK)))
-            connection.execute("DELETE FROM streams WHERE session_id = ?", row)
+        where, params = "", tuple[str, ...]()
+        if session is not None:
+            where, params = " AND session_id = (SELECT id FROM sessions WHERE name = ?)", (session,)
+        rows = connection.execute(
+            "SELECT id, session_id, first_seq, final_seq FROM streams"
+            f" WHERE ended IS NOT NULL{where}", params).fetchall()
+        connection.executemany(
+            "DELETE FROM messages WHERE key BETWEEN ? AND ? AND stream_id = ?",
+            [(message_key(r[1], r[2]), message_key(r[1], r[3]), r[0]) for r in rows])
+        connection.executemany("DELETE FROM streams WHERE id = ?", [(r[0],) for r in rows])
+        (live,) = connection.execute(
+            f"SELECT count(*) FROM streams WHERE ended IS NULL{where}", params).fetchone()
         connection.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot clear the history at {path}: {exc}") from None
     finally:
         connection.close()
-    return int(count)
+    return len(rows), int(live)
+
+
+def skip_numbers(db: sqlite3.Connection, skip: int) -> None:
+    """Make every session's seq and stream count, and the floor of new sessions,
+    skip ``skip`` numbers (in the caller's transaction): after a run that may
+    have used numbers it did not store, so none names a second message or stream."""
+    db.execute("UPDATE sessions SET seq = seq + ?, streams = streams + ?", (skip, skip))
+    row = db.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()
+    floor = int(row[0]) if row else 0
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(floor + skip),))
 
 
 def prepare_state_dir(directory: Path, *, own: bool) -> None:
@@ -355,3 +376,58 @@ def prepare_state_dir(directory: Path, *, own: bool) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if own and directory.stat().st_mode & 0o077:
         os.chmod(directory, 0o700)
+
+
+def open_private(path: Path, *, own_dir: bool) -> int:
+    """Create or open the history file for the daemon, 0600 in a 0700 directory (see
+    :func:`prepare_state_dir`), locked: a descriptor to keep open while the file is
+    in use, and to close only after SQLite's connections (closing any descriptor
+    of a file drops the process's POSIX locks on it, SQLite's included).
+
+    StoreError if it cannot be created, another user could reach it, or
+    another daemon has it.
+    """
+    try:
+        prepare_state_dir(path.parent, own=own_dir)
+        _check_directories(path)
+        # Created 0600 before SQLite opens it; SQLite gives its -wal and
+        # -shm files the database file's mode.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot create the history file {path}: "
+                         f"{exc.strerror or exc}") from None
+    try:
+        _check_file(path, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"the history file {path} is in use by another warpd daemon (each "
+            "daemon needs its own: set [history] path, or XDG_STATE_HOME)") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_directories(path: Path) -> None:
+    """StoreError if another user can write to the directory holding ``path`` (or the
+    one its symlink leads to): they could plant the file, or give SQLite a -wal or
+    -shm file of theirs and read every message written to it."""
+    for directory in {path.parent, Path(os.path.realpath(path)).parent}:
+        info = directory.stat()
+        # Group-writable is fine for the user's own group (user private groups).
+        group_writable = info.st_mode & 0o020 and info.st_gid != os.getegid()
+        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o002 or group_writable:
+            raise StoreError(f"cannot use the history file {path}: other users can write to "
+                             f"{directory} (choose a directory only you can write to)")
+
+
+def _check_file(path: Path, fd: int) -> None:
+    """StoreError unless the file is a regular file of ours; made 0600 if it was looser."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        raise StoreError(f"cannot use the history file {path}: "
+                         "not a regular file owned by this user")
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o600)

@@ -88,8 +88,10 @@ class RedisHub(Hub):
             return []
         finals = unfinished_finals(self.store.reader, "the daemon stopped")
         for final in finals:
-            self.store.record(final.session, 0, 0, final.stream, encode(final), final.created,
-                              stream_end(final))
+            # Numbered like the stream's last stored message (which it takes the
+            # place of): Redis gave that seq to this stream and never gives it again.
+            self.store.record(final.session, final.seq, 0, final.stream, encode(final),
+                              final.created, stream_end(final))
         return [final.stream for final in finals]
 
     # -- producers' side -------------------------------------------------------------

@@ -138,8 +138,9 @@ def _clear(path: Path, args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1
-    count = clear(path, args.session)
-    print(f"deleted {count} stream(s) from {path}", file=sys.stderr)
+    count, live = clear(path, args.session)
+    kept = f" ({live} live stream(s) kept: clear again once they complete)" if live else ""
+    print(f"deleted {count} stream(s) from {path}{kept}", file=sys.stderr)
     return 0
 
 
@@ -180,10 +181,17 @@ def run_show(args: argparse.Namespace) -> int:
 
     plain = output == "text" or not out.isatty()
     size = terminal_size(out.fileno())
+    # The renderer's clock is when each message was received, not now, so
+    # durations are the stream's own.
+    now = [stored[0][1]]
     renderer = TerminalRenderer(size.columns, size.lines,
-                                color=not no_color_requested(args.no_color), plain=plain)
-    for message in messages:
-        out.write(renderer.feed(message))
+                                color=not no_color_requested(args.no_color), plain=plain,
+                                clock=lambda: now[0])
+    for _, received, data in stored:
+        now[0] = received
+        message = decode_server_message(data)
+        if isinstance(message, StreamMessage):
+            out.write(renderer.feed(message))
     out.write(renderer.close())
     return 0
 

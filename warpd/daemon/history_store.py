@@ -38,7 +38,8 @@ from warpd.history import (
     HistoryReader,
     connect,
     message_key,
-    prepare_state_dir,
+    open_private,
+    skip_numbers,
 )
 from warpd.protocol import BlocksMessage, StreamMessage, decode_server_message
 
@@ -102,19 +103,22 @@ def unfinished_finals(reader: HistoryReader, reason: str) -> list[BlocksMessage]
 
     Every block whole and complete, those cut short marked ``truncated``
     (see :meth:`StreamMirror.aborted`); in the order the streams started.
+    Each one's ``seq`` is that of the stream's last stored message.
     """
     finals = []
     for session, stream in reader.unfinished():
         mirror = StreamMirror()
-        applied = False
-        for _, _, data in reader.stream_messages(stream):
+        last = 0
+        for seq, _, data in reader.stream_messages(stream):
             message = decode_server_message(data)
             if isinstance(message, StreamMessage):
                 mirror.apply(message)
-                applied = True
-        if not applied:
+                last = seq
+        if not last:
             continue
-        finals.append(mirror.aborted(session, stream, reason))
+        final = mirror.aborted(session, stream, reason)
+        final.seq = last
+        finals.append(final)
     return finals
 
 
@@ -134,7 +138,8 @@ class HistoryStore:
     commits and stops the thread.
     """
 
-    def __init__(self, path: Path, config: HistoryConfig, db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, config: HistoryConfig, db: sqlite3.Connection,
+                 lock_fd: int) -> None:
         self.path = path
         self.config = config
         self._db = db
@@ -162,22 +167,30 @@ class HistoryStore:
         self._sessions: dict[str, int] = {}
         # Live stream → (session row id, stream row id).
         self._streams: dict[str, tuple[int, int]] = {}
-        self.stored_bytes = int(db.execute(
-            "SELECT coalesce(sum(bytes), 0) FROM streams").fetchone()[0])
+        self.stored_bytes = self._stored()
         self._last_age_prune = 0.0
+        self._lock_fd = lock_fd  # see open
         self._thread = threading.Thread(target=self._run, name="warpd-history", daemon=True)
 
     @classmethod
     def open(cls, path: Path, config: HistoryConfig, *, own_dir: bool) -> HistoryStore:
-        """Open (creating if needed: 0700 directory, 0600 file) and start the writer."""
+        """Open (creating if needed: 0700 directory, 0600 file) and start the writer.
+
+        The file is this daemon's alone until :meth:`close` (a lock: see
+        :func:`~warpd.history.open_private`).
+        """
+        fd = open_private(path, own_dir=own_dir)
         try:
-            prepare_state_dir(path.parent, own=own_dir)
-            # Created 0600 before SQLite opens it; SQLite gives its -wal and
-            # -shm files the database file's mode.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise StoreError(f"cannot create the history file {path}: "
-                             f"{exc.strerror or exc}") from None
+            store = cls._open_locked(path, config, fd)
+        except BaseException:
+            # Closed last: closing any descriptor of the file drops SQLite's locks on it.
+            os.close(fd)
+            raise
+        store._thread.start()
+        return store
+
+    @classmethod
+    def _open_locked(cls, path: Path, config: HistoryConfig, fd: int) -> HistoryStore:
         db = connect(path, readonly=False)
         try:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -193,16 +206,19 @@ class HistoryStore:
                                  f"this warpd writes {SCHEMA_VERSION}")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(8),))
+            if db.execute("SELECT 1 FROM meta WHERE key = 'running'").fetchone():
+                # The last run did not close the file (a crash, or messages it could
+                # not store): it may have numbered up to a full queue unstored.
+                skip_numbers(db, QUEUE_MESSAGES + 1)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('running', ?)", (str(os.getpid()),))
             db.execute("COMMIT")
-            store = cls(path, config, db)
+            return cls(path, config, db, fd)
         except sqlite3.DatabaseError as exc:
             db.close()
             raise StoreError(f"cannot use the history file {path}: {exc}") from None
-        except StoreError:
+        except BaseException:
             db.close()
             raise
-        store._thread.start()
-        return store
 
     # -- the event loop's side ---------------------------------------------------------
 
@@ -285,8 +301,18 @@ class HistoryStore:
         if self._thread.is_alive():
             logger.warning("the history writer did not finish within {}s", timeout)
             return
+        if not self.dropped:
+            # Everything published is in the file: the next start need not
+            # skip numbers (see _open_locked).
+            try:
+                self._db.execute("DELETE FROM meta WHERE key = 'running'")
+            except sqlite3.Error as exc:
+                logger.error("cannot write the history file {}: {}", self.path, exc)
         self.reader.db.close()
         self._db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -406,6 +432,9 @@ class HistoryStore:
                 self._delete_streams("started < ?", (now - config.max_age,))
                 self._forget_sessions(now - config.max_age)
             if self.stored_bytes > config.disk_bytes:
+                # Counted again first: `warpd log --clear` deletes behind our back.
+                self.stored_bytes = self._stored()
+            if self.stored_bytes > config.disk_bytes:
                 target = int(config.disk_bytes * PRUNE_TO)
                 while self.stored_bytes > target:
                     if not self._delete_streams("1", (), until=target):
@@ -417,6 +446,10 @@ class HistoryStore:
                 pass
             logger.error("cannot prune the history file {}: {}", self.path, exc)
             self.last_error = str(exc)
+
+    def _stored(self) -> int:
+        """Bytes of messages the file holds, counted."""
+        return int(self._db.execute("SELECT coalesce(sum(bytes), 0) FROM streams").fetchone()[0])
 
     def _delete_streams(self, where: str, params: tuple[Any, ...],
                         until: int | None = None) -> int:

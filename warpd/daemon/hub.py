@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from warpd.blocks import BlockAssembler, is_final
-from warpd.daemon.history_store import QUEUE_MESSAGES, stream_end, unfinished_finals
+from warpd.daemon.history_store import stream_end, unfinished_finals
 from warpd.daemon.outbox import Subscriber, SubscriberOutbox
 from warpd.daemon.sessions import (
     FINAL_OVERHEAD,
@@ -132,19 +132,14 @@ class Hub(SessionTable):
         Call once at start-up, before serving: they were live when the
         daemon stopped without ending them (a crash, SIGKILL, power loss).
         Each gets its final message from what reached the file, published
-        like any other. Messages sent after the last commit were lost, so
-        each such session's seq skips ahead past any number they could have
-        used. Returns the ids of the streams completed.
+        like any other. Messages sent after the last commit were lost; the
+        store made every session's seq skip past any number they could have
+        used when it opened the file. Returns the ids of the streams completed.
         """
         if self.store is None:
             return []
         done = []
-        skipped: set[str] = set()
         for final in unfinished_finals(self.store.reader, "the daemon stopped"):
-            session = self.session(final.session)
-            if final.session not in skipped:
-                skipped.add(final.session)
-                session.seq += QUEUE_MESSAGES + 1
             self.publish(final)
             done.append(final.stream)
         return done
