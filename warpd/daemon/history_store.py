@@ -302,8 +302,7 @@ class HistoryStore:
             logger.warning("the history writer did not finish within {}s", timeout)
             return
         if not self.dropped:
-            # Everything published is in the file: the next start need not
-            # skip numbers (see _open_locked).
+            # All published is stored: the next start need not skip numbers.
             try:
                 self._db.execute("DELETE FROM meta WHERE key = 'running'")
             except sqlite3.Error as exc:
@@ -431,6 +430,7 @@ class HistoryStore:
                 self._last_age_prune = now
                 self._delete_streams("started < ?", (now - config.max_age,))
                 self._forget_sessions(now - config.max_age)
+                self.stored_bytes = self._stored()
             if self.stored_bytes > config.disk_bytes:
                 # Counted again first: `warpd log --clear` deletes behind our back.
                 self.stored_bytes = self._stored()
