@@ -116,6 +116,8 @@ class StreamRow(msgspec.Struct):
 
 
 _usage_decoder = msgspec.json.Decoder(dict[str, Any])
+# Each connection's page cache, KiB.
+CACHE_KIB = 256
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -140,9 +142,19 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             if version is None or int(version[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{path} has history schema {version and version[0]}, "
                                  f"this warpd reads {SCHEMA_VERSION}")
+            small_cache(connection)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read the history at {path}: {exc}") from None
     return connection
+
+
+def small_cache(connection: sqlite3.Connection) -> None:
+    """Keep ``connection``'s page cache to :data:`CACHE_KIB`.
+
+    SQLite's default (2 MB a connection) is memory no history figure counts;
+    the daemon's reads and writes are appends and key ranges, which need little.
+    """
+    connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
 
 def tokens(usage: dict[str, Any] | None) -> int | None:

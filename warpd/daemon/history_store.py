@@ -40,6 +40,7 @@ from warpd.history import (
     message_key,
     open_private,
     skip_numbers,
+    small_cache,
 )
 from warpd.protocol import BlocksMessage, StreamMessage, decode_server_message
 
@@ -197,6 +198,7 @@ class HistoryStore:
             if mode != "wal":
                 raise StoreError(f"cannot use the history file {path}: WAL mode refused")
             db.execute("PRAGMA synchronous = NORMAL")
+            small_cache(db)
             db.executescript(SCHEMA)
             db.execute("BEGIN IMMEDIATE")
             version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
