@@ -9,11 +9,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import TIMEOUT_UNIT, Daemon
+from tests.daemon import ROOT, TIMEOUT_UNIT, Daemon, clean_env
 from tests.delivery import FileSubscriber, wait_for, wait_for_subscribers
 
 
@@ -75,6 +78,65 @@ def test_a_replaced_socket_file_is_left_to_its_owner(short_tmp: Path) -> None:
         daemon.wait_for_log("was replaced by another socket")
     # Neither re-created over nor removed at exit.
     assert daemon.socket.read_text() == "not warpd's\n"
+
+
+# What each racer runs: the daemon's modules imported first, then `warpd serve`
+# at the instant given, so that the racers bind within a millisecond or two.
+RACER = """
+import sys, time
+import warpd.cli.serve
+from warpd.cli.main import main
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_daemons_started_at_the_same_instant_one_serves_and_the_others_name_it(
+    short_tmp: Path,
+) -> None:
+    path = short_tmp / "w.sock"
+    for race in range(3):
+        # The stale socket file a SIGKILLed daemon leaves: each racer may remove it.
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(str(path))
+        stale.close()
+        start = time.time() + 0.4 * TIMEOUT_UNIT
+        racers = []
+        for n in range(3):
+            home = short_tmp / f"race{race}-{n}"  # its own history file
+            home.mkdir()
+            racers.append(subprocess.Popen(
+                [sys.executable, "-c", RACER, str(start), "serve", "--listen", f"unix:{path}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                env=clean_env(home),
+            ))
+        deadline = time.monotonic() + 4 * TIMEOUT_UNIT
+        while sum(r.poll() is None for r in racers) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        serving = [r for r in racers if r.poll() is None]
+        try:
+            assert len(serving) == 1, f"{len(serving)} daemons serve at once"
+            winner = serving[0]
+            for racer in racers:
+                if racer is not winner:
+                    assert racer.stderr is not None
+                    err = racer.stderr.read().decode()
+                    assert racer.returncode == 1, err
+                    assert f"another warpd (pid {winner.pid}) is already serving" in err, err
+            status = subprocess.run(
+                [sys.executable, "-m", "warpd", "status", "--json", "--connect", f"unix:{path}"],
+                capture_output=True, env=clean_env(short_tmp), cwd=ROOT, timeout=4 * TIMEOUT_UNIT,
+            )
+            assert json.loads(status.stdout)["pid"] == winner.pid
+        finally:
+            for racer in serving:
+                racer.send_signal(signal.SIGTERM)
+            for racer in racers:
+                racer.wait(timeout=4 * TIMEOUT_UNIT)
+                assert racer.stderr is not None
+                racer.stderr.close()
+        assert winner.returncode == 0
+        assert not path.exists()
 
 
 # -- requests that are not WebSocket handshakes ---------------------------------------

@@ -15,17 +15,22 @@ inode, :class:`UnixSocketFile`): another daemon may replace it (a new one
 starting while this one finishes its shutdown), or someone may delete it.
 :meth:`Listeners.watch_sockets` notices both every few seconds: a deleted
 socket is bound again, a replaced one is left to whoever replaced it; and at
-shutdown only a file that is still ours is removed.
+shutdown only a file that is still ours is removed. Checking the path, removing
+a stale socket, binding and writing the pid file happen under a lock on the
+socket's directory (:func:`bind_unix`), so of two daemons started at the same
+instant one serves and the other names it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import ssl
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -235,7 +240,9 @@ class Listeners:
 
     async def _serve_unix_file(self, path: Path) -> None:
         """Bind a Unix socket at ``path`` and serve it; remember the file as ours."""
-        sock = bind_unix(path)
+        sock, pid_path = bind_unix(path)
+        if pid_path is not None:
+            self._pid_files.add(pid_path)
         try:
             server = await unix_serve(self._handler, sock=sock, **self._common)
         except BaseException:
@@ -243,7 +250,6 @@ class Listeners:
             raise
         self._servers.append(server)
         self._unix_files.append(UnixSocketFile(path, server))
-        self._write_pid_file(path)
 
     def _write_pid_file(self, socket_path: Path) -> None:
         pid_path = write_pid_file(socket_path)
@@ -384,39 +390,63 @@ def check_route(connection: ServerConnection, request: Request) -> Response | No
     return None
 
 
-def bind_unix(path: Path) -> socket.socket:
-    """Bind a Unix socket at ``path`` with mode 0600; warpd's own directory must be ours, 0700."""
+def bind_unix(path: Path) -> tuple[socket.socket, Path | None]:
+    """A socket listening at ``path`` (mode 0600), and the pid file written beside it.
+
+    warpd's own directory must be ours, 0700. A socket file nobody answers on
+    (a daemon that died) is replaced; one that answers is another daemon's,
+    refused with its pid. All of it is done holding :func:`_directory_lock`:
+    otherwise two daemons starting at once could both find the path free (or
+    stale) and both bind, the second removing the first's socket.
+    """
     directory = path.parent
     if directory == runtime_dir():
         prepare_socket_dir(directory)
     elif not directory.is_dir():
         raise ConfigError(f"cannot listen at {path}: directory {directory} does not exist")
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ConfigError(f"{path} exists and is not a socket: refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with _directory_lock(directory):
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise ConfigError(f"{path} exists and is not a socket: refusing to replace it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink(missing_ok=True)  # a stale socket left by a daemon that died
+            else:
+                pid = serving_pid(path)
+                if pid is None:
+                    raise ConfigError(f"another warpd is already serving at {path}")
+                raise ConfigError(
+                    f"another warpd (pid {pid}) is already serving at {path}: use it, "
+                    f"or stop it first (kill {pid})"
+                )
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The socket must never exist with looser permissions, not even briefly.
+        old_umask = os.umask(0o177)
         try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # a stale socket left by a daemon that died
-        else:
-            pid = serving_pid(path)
-            if pid is None:
-                raise ConfigError(f"another warpd is already serving at {path}")
-            raise ConfigError(
-                f"another warpd (pid {pid}) is already serving at {path}: use it, "
-                f"or stop it first (kill {pid})"
-            )
+            sock.bind(str(path))
+            # Listening before the lock is let go: the next daemon's probe connects.
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
         finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # The socket must never exist with looser permissions, not even briefly.
-    old_umask = os.umask(0o177)
+            os.umask(old_umask)
+        return sock, write_pid_file(path)
+
+
+@contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock (flock) on ``directory``, held by one binding daemon at a time."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        sock.bind(str(path))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        os.umask(old_umask)
-    return sock
+        os.close(fd)  # lets the lock go
 
 
 def socket_address(sock: socket.socket, tls: bool) -> Address:
