@@ -198,3 +198,18 @@ def test_a_request_that_is_not_a_websocket_handshake_gets_a_4xx(
 def test_a_connection_closed_without_a_byte_gets_no_answer(daemon: Daemon) -> None:
     assert raw_request(daemon, b"", end=True) == b""
     assert "not a WebSocket handshake" not in daemon.log()
+
+
+def test_a_target_urlsplit_cannot_parse_gets_a_400_not_a_traceback(daemon: Daemon) -> None:
+    # "//[" reads as an unfinished IPv6 host: urllib raises ValueError, not a RouteError.
+    handshake = (
+        b"GET //[/push HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    answer = raw_request(daemon, handshake, end=False)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert len(body.decode().splitlines()) == 1, body
+    daemon.wait_for_log("refused //[/push: 400")
+    assert "Traceback" not in daemon.log()

@@ -61,7 +61,10 @@ _KNOWN = {
 
 def parse_route(target: str) -> Route:
     """Parse a request target (path and query); raises RouteError with a 4xx status."""
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:  # e.g. "//[x": an unfinished IPv6 host
+        raise RouteError(400, f"cannot parse the request target: {exc}") from None
     path = parts.path.rstrip("/") or "/"
     if path not in _KNOWN:
         raise RouteError(
