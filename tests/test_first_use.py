@@ -86,6 +86,31 @@ def test_strict_push_of_a_bad_event_exits_1_naming_its_line(daemon: Daemon) -> N
     )
 
 
+def test_push_whose_stream_the_daemon_cut_off_at_shutdown_exits_5(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp)
+    watcher = daemon.subscriber()
+    push = subprocess.Popen(warpd_command("push"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    try:
+        assert push.stdin is not None
+        # The stream's first events, and no end: it is live when the daemon stops.
+        push.stdin.write(b"\n\n".join(TEXT_WITH_USAGE.split(b"\n\n")[:3]) + b"\n\n")
+        push.stdin.flush()
+        while watcher.read_message()["type"] != "blocks":
+            pass
+        assert daemon.stop() == 0
+        _, err = push.communicate(timeout=4 * TIMEOUT_UNIT)
+    finally:
+        watcher.close()
+        push.kill()
+        push.wait()
+    # Completed as aborted, said once: status 5 as the README says, not 1.
+    assert err.decode().splitlines() == [
+        "warpd push: stream default/1 completed as aborted: daemon shutting down"
+    ]
+    assert push.returncode == 5
+
+
 def test_push_without_a_daemon_exits_3_and_no_fail_makes_it_0(short_tmp: Path) -> None:
     env = clean_env(short_tmp)
     command = warpd_command("push", "--connect", f"unix:{short_tmp}/none.sock")

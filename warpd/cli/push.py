@@ -230,6 +230,12 @@ async def _push_replies(
                     return message
     except ConnectionClosed:
         pass
+    if ws.close_code == 1001 and finals and finals[-1].aborted and (
+        finals[-1].abort_reason == ws.close_reason
+    ):
+        # The daemon shut down and completed the live stream as aborted, for
+        # that reason (said above): the streams end there, status 5.
+        return EndMessage(streams=[final.stream for final in finals])
     raise PushRejected(
         f"the daemon closed the connection "
         f"(code {ws.close_code}{': ' + ws.close_reason if ws.close_reason else ''})"
