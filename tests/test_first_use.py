@@ -111,6 +111,21 @@ def test_push_whose_stream_the_daemon_cut_off_at_shutdown_exits_5(short_tmp: Pat
     assert push.returncode == 5
 
 
+def test_push_escapes_what_the_stream_says_in_its_lines_on_stderr(daemon: Daemon) -> None:
+    # A provider's error message may hold anything: a title-setting OSC, a
+    # screen clear, a bidi override, a newline starting a line of its own.
+    evil = "Over\x1b]0;pwned\x07loaded\x1b[2J\u202egnp.exe\nwarpd push: forged\x9b"
+    event = {"type": "error", "error": {"type": "overloaded_error", "message": evil}}
+    data = b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
+    result = daemon.push(data=data)
+    assert result.returncode == 4
+    err = result.stderr.decode()
+    assert err.splitlines() == [
+        "warpd push: stream default/1: the provider reported an error: overloaded_error: "
+        "Over\\x1b]0;pwned\\x07loaded\\x1b[2J\\u202egnp.exe\\nwarpd push: forged\\x9b"
+    ], err
+
+
 def test_push_without_a_daemon_exits_3_and_no_fail_makes_it_0(short_tmp: Path) -> None:
     env = clean_env(short_tmp)
     command = warpd_command("push", "--connect", f"unix:{short_tmp}/none.sock")

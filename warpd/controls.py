@@ -9,8 +9,8 @@ separators (some terminals and editors break lines there), and lone
 surrogates. :data:`UNSAFE` matches every one of them; each output escapes
 them in its own syntax with :func:`escape_unsafe`: the renderer shows visible
 forms (:mod:`warpd.render.untrusted`), JSON output ``\\uXXXX``
-(:mod:`warpd.cli.output`), the daemon's log backslash escapes
-(:mod:`warpd.daemon.logs`).
+(:mod:`warpd.cli.output`), the daemon's log and the commands' own lines on
+stderr backslash escapes (:func:`backslash_form`).
 """
 
 from __future__ import annotations

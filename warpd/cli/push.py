@@ -225,7 +225,7 @@ async def _push_replies(
                     print(f"warpd push: warning: {where}{backslash_escaped(message.message)}",
                           file=sys.stderr)
                 case ErrorMessage():
-                    raise PushRejected(message.message, frame=message.frame)
+                    raise PushRejected(backslash_escaped(message.message), frame=message.frame)
                 case EndMessage():
                     return message
     except ConnectionClosed:
@@ -238,7 +238,7 @@ async def _push_replies(
         return EndMessage(streams=[final.stream for final in finals])
     raise PushRejected(
         f"the daemon closed the connection "
-        f"(code {ws.close_code}{': ' + ws.close_reason if ws.close_reason else ''})"
+        f"(code {ws.close_code}{': ' + backslash_escaped(ws.close_reason) if ws.close_reason else ''})"
     )
 
 
