@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import ROOT, TIMEOUT_UNIT, Daemon, clean_env
+from tests.daemon import ROOT, TIMEOUT_UNIT, Daemon, ServeProcess, clean_env
 from tests.delivery import FileSubscriber, wait_for, wait_for_subscribers
 
 
@@ -71,13 +71,50 @@ def test_a_deleted_socket_file_is_created_again(short_tmp: Path) -> None:
 
 def test_a_replaced_socket_file_is_left_to_its_owner(short_tmp: Path) -> None:
     with Daemon(short_tmp) as daemon:
-        # Someone else's file takes the path in one step (as a new daemon's would).
+        # Someone else's socket takes the path in one step (as a new daemon's would).
         other = short_tmp / "other"
-        other.write_text("not warpd's\n")
-        os.replace(other, daemon.socket)
-        daemon.wait_for_log("was replaced by another socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as theirs:
+            theirs.bind(str(other))
+            inode = other.lstat().st_ino
+            os.replace(other, daemon.socket)
+            daemon.wait_for_log("was replaced by another socket")
     # Neither re-created over nor removed at exit.
-    assert daemon.socket.read_text() == "not warpd's\n"
+    assert daemon.socket.lstat().st_ino == inode
+
+
+def test_a_socket_whose_directory_is_gone_is_said_once_and_bound_when_it_is_back(
+    short_tmp: Path,
+) -> None:
+    directory = short_tmp / "sockets"
+    directory.mkdir()
+    path = directory / "w.sock"
+    with ServeProcess(short_tmp, "--listen", f"unix:{path}",
+                      env=clean_env(short_tmp)) as daemon:
+        daemon.wait_listening()
+        path.unlink()
+        (directory / "w.sock.pid").unlink()
+        directory.rmdir()
+        daemon.wait_for_log("cannot create")
+        # Three more checks (one every 2 s) find it still gone: nothing more is said.
+        time.sleep(3 * 2.0 + 0.5)
+        assert daemon.log().count("cannot create") == 1, daemon.log()
+        assert daemon.log().count("was deleted") == 1, daemon.log()
+        directory.mkdir()
+        wait_for(path.exists, "the socket file to be created again", 2 * TIMEOUT_UNIT)
+        result = subprocess.run(
+            [sys.executable, "-m", "warpd", "status", "--json", "--connect", f"unix:{path}"],
+            capture_output=True, env=clean_env(short_tmp), cwd=ROOT, timeout=4 * TIMEOUT_UNIT,
+        )
+        assert json.loads(result.stdout)["pid"] == daemon.process.pid
+
+
+def test_a_socket_replaced_by_a_file_is_said_to_be_so(short_tmp: Path) -> None:
+    with Daemon(short_tmp) as daemon:
+        other = short_tmp / "other"
+        other.write_text("not a socket\n")
+        os.replace(other, daemon.socket)
+        daemon.wait_for_log("was replaced by something that is not a socket")
+    assert daemon.socket.read_text() == "not a socket\n"
 
 
 # What each racer runs: the daemon's modules imported first, then `warpd serve`

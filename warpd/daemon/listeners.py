@@ -117,7 +117,7 @@ class UnixSocketFile:
     (``"ours"``), nothing (``"missing"``), or something else (``"replaced"``).
     """
 
-    __slots__ = ("path", "identity", "server", "replaced")
+    __slots__ = ("path", "identity", "server", "replaced", "unbindable")
 
     def __init__(self, path: Path, server: WSServer) -> None:
         info = path.lstat()
@@ -126,6 +126,8 @@ class UnixSocketFile:
         self.server = server
         # Someone else's socket is there now: never touch the path again.
         self.replaced = False
+        # Deleted, and binding it again failed (its directory is gone…): said once.
+        self.unbindable = False
 
     def state(self) -> str:
         try:
@@ -274,16 +276,21 @@ class Listeners:
             if state == "replaced":
                 unix_file.replaced = True
                 logger.warning(
-                    "{} was replaced by another socket (another warpd?): leaving it to its "
-                    "owner; connections open here go on",
+                    "{} was replaced by {}: leaving it to its owner; connections open here go on",
                     path,
+                    "another socket (another warpd?)" if _is_socket(path)
+                    else "something that is not a socket",
                 )
                 continue
-            logger.warning("{} was deleted: creating it again", path)
+            if not unix_file.unbindable:
+                logger.warning("{} was deleted: creating it again", path)
             try:
                 await self._serve_unix_file(path)
             except (ConfigError, OSError) as exc:
-                logger.error("cannot create {} again ({}); trying again shortly", path, exc)
+                if not unix_file.unbindable:
+                    unix_file.unbindable = True
+                    logger.error("cannot create {} again ({}); trying again every {:g}s",
+                                 path, exc, SOCKET_CHECK_PERIOD)
                 continue
             # The old listening socket can no longer be reached: stop accepting on it.
             self._unix_files.remove(unix_file)
@@ -447,6 +454,13 @@ def _directory_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # lets the lock go
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def socket_address(sock: socket.socket, tls: bool) -> Address:
