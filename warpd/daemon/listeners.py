@@ -447,8 +447,15 @@ def bind_unix(path: Path) -> tuple[socket.socket, Path | None]:
 
 @contextmanager
 def _directory_lock(directory: Path) -> Iterator[None]:
-    """An exclusive lock (flock) on ``directory``, held by one binding daemon at a time."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    """An exclusive lock (flock) on ``directory``, held by one binding daemon at a time.
+
+    A directory we may write in but not open (mode 0300) goes without it.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
