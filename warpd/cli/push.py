@@ -236,10 +236,8 @@ async def _push_replies(
         # The daemon shut down and completed the live stream as aborted, for
         # that reason (said above): the streams end there, status 5.
         return EndMessage(streams=[final.stream for final in finals])
-    raise PushRejected(
-        f"the daemon closed the connection "
-        f"(code {ws.close_code}{': ' + backslash_escaped(ws.close_reason) if ws.close_reason else ''})"
-    )
+    reason = f": {backslash_escaped(ws.close_reason)}" if ws.close_reason else ""
+    raise PushRejected(f"the daemon closed the connection (code {ws.close_code}{reason})")
 
 
 def _quiet(*args: Any) -> None:
