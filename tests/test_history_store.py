@@ -198,6 +198,9 @@ def test_grep_and_limit_at_their_edges(tmp_path: Path) -> None:
     reader = HistoryReader(connect(tmp_path / "h.sqlite3", readonly=True))
     assert [r.stream for r in reader.streams(grep="\u00c9lan")] == ["u/1"]
     assert [r.stream for r in reader.streams(grep="VITAL")] == ["u/1"]
+    # The answer is searched, not the message around it (field names, the session).
+    for word in ("complete", "streaming", "blocks", "u/1", "stop"):
+        assert reader.streams(grep=word) == [], word
     assert [r.stream for r in reader.streams(limit=10**30)] == ["u/1"]
     reader.db.close()
 

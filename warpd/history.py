@@ -173,6 +173,32 @@ def tokens(usage: dict[str, Any] | None) -> int | None:
     return sum(counted) if counted else None
 
 
+def ascii_lower(text: str) -> str:
+    """``text`` with its ASCII letters lowered, and only those (as SQLite's lower())."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+_final_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def answer_has(data: bytes | None, start: str | None, needle: str) -> bool:
+    """Whether a stream's answer holds ``needle`` (ASCII-lowered), ASCII letters in any case.
+
+    ``data``: the stream's final message (JSON), whose blocks' text, tool names
+    and arguments and error messages are the answer; None for a stream still
+    live, whose ``start`` of the answer is all there is.
+    """
+    if data is None:
+        return needle in ascii_lower(start or "")
+    parts: list[str] = []
+    for block in _final_decoder.decode(data).get("blocks") or ():
+        parts.append(block.get("text") or "")
+        function = (block.get("tool") or {}).get("function") or {}
+        parts += (function.get("name") or "", function.get("arguments") or "")
+        parts.append((block.get("error") or {}).get("message") or "")
+    return needle in ascii_lower("\n".join(parts))
+
+
 class HistoryReader:
     """Queries over a history file (``warpd log``, ``show``, and the daemon's resume).
 
@@ -211,12 +237,15 @@ class HistoryReader:
         if grep:
             # The message is JSON: look for the text as JSON would spell it.
             # SQLite's lower() changes ASCII letters only: so must the needle's.
-            needle = "".join(c.lower() if c.isascii() else c
-                             for c in msgspec.json.encode(grep)[1:-1].decode())
+            needle = ascii_lower(msgspec.json.encode(grep)[1:-1].decode())
             joined = ("LEFT JOIN messages m ON m.key = "
                       f"(s.session_id << {SEQ_BITS}) + s.final_seq")
-            where.append("instr(lower(CAST(coalesce(m.data, s.text) AS TEXT)), ?) > 0")
-            params.append(needle)
+            # instr() is the fast filter; it also matches the JSON around the
+            # answer ("complete", field names), which answer_has() rules out.
+            self.db.create_function("answer_has", 3, answer_has, deterministic=True)
+            where.append("instr(lower(CAST(coalesce(m.data, s.text) AS TEXT)), ?) > 0"
+                         " AND answer_has(m.data, s.text, ?)")
+            params += [needle, ascii_lower(grep)]
         query = (
             "SELECT s.stream, n.name, s.started, s.ended, s.model, s.outcome, s.usage, s.text,"
             " s.messages, s.bytes FROM streams s JOIN sessions n ON n.id = s.session_id "
