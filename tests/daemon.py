@@ -75,6 +75,7 @@ class ServeProcess:
         env: dict[str, str],
         command: list[str] | None = None,
         log_name: str = "serve.log",
+        **popen: Any,
     ) -> None:
         self.home = home
         self.env = env
@@ -82,7 +83,7 @@ class ServeProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command or warpd_command("serve", *args), stdout=self._log, stderr=self._log,
-            env=env,
+            env=env, **popen,
         )
 
     def log(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -200,13 +201,40 @@ def test_sighup_stops_a_daemon_started_in_a_terminal(short_tmp: Path) -> None:
     assert not pid_file(short_tmp / "w.sock").exists()
 
 
+def test_sighup_stops_a_daemon_in_a_terminal_that_inherited_invocation_id(
+    short_tmp: Path,
+) -> None:
+    # A shell in a tmux server started by a user unit has INVOCATION_ID, and a
+    # controlling terminal: closing it means stop, as for any terminal.
+    master, slave = pty.openpty()
+    terminal = os.ttyname(slave)
+    try:
+        daemon = ServeProcess(
+            short_tmp, "--listen", f"unix:{short_tmp}/w.sock",
+            env=clean_env(short_tmp, INVOCATION_ID="0123abcd"), stdin=slave,
+            # A session of its own whose controlling terminal is the pty.
+            start_new_session=True, preexec_fn=lambda: os.close(os.open(terminal, os.O_RDWR)),
+        )
+        daemon.wait_listening()
+        daemon.process.send_signal(signal.SIGHUP)
+        assert daemon.finish() == 0
+        assert "SIGHUP (the terminal closed): shutting down" in daemon.log()
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
 @pytest.mark.parametrize("variable", ["NOTIFY_SOCKET", "INVOCATION_ID"])
 def test_sighup_reloads_under_systemd(short_tmp: Path, variable: str) -> None:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(short_tmp / "notify"))
     value = str(short_tmp / "notify") if variable == "NOTIFY_SOCKET" else "0123abcd"
     try:
-        with serve(short_tmp, **{variable: value}) as daemon:
+        # As a service: no controlling terminal (a session of its own).
+        with ServeProcess(short_tmp, "--listen", f"unix:{short_tmp}/w.sock",
+                          env=clean_env(short_tmp, **{variable: value}),
+                          start_new_session=True) as daemon:
+            daemon.wait_listening()
             daemon.process.send_signal(signal.SIGHUP)
             daemon.wait_for_log("reloaded the configuration from")
             time.sleep(0.2)

@@ -59,9 +59,26 @@ STATUS_PERIOD = 1.0
 
 
 def under_systemd(environ: dict[str, str] | os._Environ[str]) -> bool:
-    """Whether systemd runs this process: it sets INVOCATION_ID for every unit
-    it starts, and NOTIFY_SOCKET for Type=notify ones."""
-    return bool(environ.get("INVOCATION_ID") or environ.get("NOTIFY_SOCKET"))
+    """Whether systemd runs this process (so SIGHUP means "reload", not "the terminal closed").
+
+    NOTIFY_SOCKET is set for a Type=notify unit. INVOCATION_ID is set for every
+    unit, but also inherited by whatever a unit starts (a tmux server run from a
+    user unit, and so every shell in it): it counts only for a process with no
+    controlling terminal, which a service never has.
+    """
+    if environ.get("NOTIFY_SOCKET"):
+        return True
+    return bool(environ.get("INVOCATION_ID")) and not has_controlling_terminal()
+
+
+def has_controlling_terminal() -> bool:
+    """Whether this process has a controlling terminal (``/dev/tty`` opens)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 class Server:
