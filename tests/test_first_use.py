@@ -224,6 +224,42 @@ def test_sighup_stops_a_daemon_in_a_terminal_that_inherited_invocation_id(
         os.close(master)
 
 
+def test_a_closing_terminal_s_two_hangups_still_stop_the_daemon_gracefully(
+    short_tmp: Path,
+) -> None:
+    """A terminal that closes sends SIGHUP twice (the shell passes its own on to its
+    jobs, then the kernel signals the foreground group as the shell exits): that is
+    one request to stop, not an impatient second one. With a stream live, the daemon
+    still completes it as aborted, tells its producer, and removes its socket."""
+    daemon = serve(short_tmp)
+    address = f"unix:{short_tmp}/w.sock"
+    push = subprocess.Popen(
+        warpd_command("push", "--connect", address), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env,
+    )
+    assert push.stdin is not None
+    push.stdin.write(CUT_OFF)
+    push.stdin.flush()
+    daemon.wait_for_log("push session=default")
+
+    def live() -> list[str]:
+        status = json.loads(daemon.run("status", "--json", "--connect", address).stdout)
+        return [s for session in status["sessions"] for s in session["live_streams"]]
+
+    wait_for(lambda: live() == ["default/1"], "the stream to be live")
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.finish() == 0, daemon.log()
+    assert "exiting now" not in daemon.log()
+    assert not (short_tmp / "w.sock").exists()
+    _, err = push.communicate(timeout=4 * TIMEOUT_UNIT)
+    # The stream was cut off by the daemon shutting down: status 5, said once.
+    assert push.returncode == 5, err
+    assert err.decode().strip().splitlines() == [
+        "warpd push: stream default/1 completed as aborted: daemon shutting down"
+    ]
+
+
 @pytest.mark.parametrize("variable", ["NOTIFY_SOCKET", "INVOCATION_ID"])
 def test_sighup_reloads_under_systemd(short_tmp: Path, variable: str) -> None:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -205,6 +205,11 @@ class Server:
             self._stop.set()
 
     def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP and self._signals:
+            # A closing terminal hangs up twice (the shell passes its SIGHUP on to
+            # its jobs, then the kernel signals the foreground group as the shell
+            # exits): nobody is asking twice, so the graceful shutdown goes on.
+            return
         self._signals += 1
         if self._signals > 1:
             logger.warning("second {}: exiting now", signal.Signals(signum).name)
