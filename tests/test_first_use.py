@@ -9,6 +9,7 @@ import pty
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,6 +179,26 @@ def test_convert_options_have_help(daemon: Daemon) -> None:
         text.split()
     )
     assert "stream ids" in text
+
+
+def test_a_broker_without_the_redis_extra_says_how_to_add_it(short_tmp: Path) -> None:
+    """Installed as the README says (`pipx install .`), warpd has no Redis client: the
+    message names commands that add it to this warpd, not a PyPI package."""
+    config = short_tmp / "config.toml"
+    config.write_text('[broker]\nurl = "redis://127.0.0.1:1/0"\n')
+    no_redis = ("import sys; sys.modules['redis'] = None; "
+                "from warpd.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run(
+        [sys.executable, "-c", no_redis, "serve", "--config", str(config),
+         "--listen", f"unix:{short_tmp}/w.sock"],
+        capture_output=True, env=clean_env(short_tmp), timeout=4 * TIMEOUT_UNIT,
+    )
+    assert result.returncode == 1
+    err = result.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("warpd serve: [broker] url needs the Redis client"), err
+    assert "`pipx inject warpd redis`" in err and "--with redis ." in err
+    assert "'warpd[redis]'" not in err
 
 
 # -- warpd serve in a terminal, under systemd; warpd reload ------------------------

@@ -113,9 +113,13 @@ class Server:
             try:
                 import redis  # noqa: F401
             except ModuleNotFoundError:
+                # Not `pip install warpd[redis]`: that names a package on PyPI,
+                # not the checkout this warpd was installed from.
                 raise ConfigError(
-                    "[broker] url needs the Redis client, an extra: install warpd[redis] "
-                    "(pipx install 'warpd[redis]', or pip install 'warpd[redis]' in a venv)"
+                    "[broker] url needs the Redis client (warpd's redis extra), which this "
+                    "warpd lacks: `pipx inject warpd redis`; with uv, `uv tool install "
+                    "--force --with redis .` in the checkout; in a virtualenv, `pip install "
+                    "'.[redis]'`"
                 ) from None
             from warpd.broker.hub import RedisHub
 
