@@ -109,6 +109,24 @@ def test_play_errors_are_one_line(
     assert len(result.stderr.decode().strip().splitlines()) == 1
 
 
+def test_play_of_a_stream_with_a_bad_event_shows_it_and_fails(daemon: Daemon) -> None:
+    """What decodes is shown, then the error block, as a daemon would give it; the
+    reason is also one line on stderr, and the status is 1, as with `warpd convert`."""
+    good = (b'data: {"choices":[{"index":0,"delta":{"content":"Hello"},'
+            b'"finish_reason":null}]}\n\n')
+    for data, shown in ((b'{"foo": 1}\n', None), (good + b"data: {oops\n\n", "Hello")):
+        result = daemon.run("play", data=data)
+        assert result.returncode == 1, result
+        err = result.stderr.decode()
+        assert len(err.strip().splitlines()) == 1, err
+        frame, line = (1, 1) if shown is None else (2, 3)
+        assert err.startswith(f"warpd play: frame {frame}: line {line}: "), err
+        out = result.stdout.decode()
+        assert f"line {line}: " in out, out
+        if shown is not None:
+            assert shown in out
+
+
 def test_play_speed_must_be_positive(daemon: Daemon) -> None:
     result = daemon.run("play", str(EXAMPLES_DIR / "plain.txt"), "--speed", "0")
     assert result.returncode == 2

@@ -210,6 +210,8 @@ class UpstreamRecording:
         self._counter = 0
         self._seq = 0
         self._failed = False
+        # The bad event's error, once one ended the input (for callers to report it).
+        self.error: InputError | None = None
         self._session = session
         self._producer = ProducerStreams(
             session, format, self._new_stream_id, clock=self._event_clock
@@ -239,6 +241,7 @@ class UpstreamRecording:
                     exc.message = f"line {event.line}: {exc.message}"
                 messages = self._producer.fail(exc)
                 self._failed = True
+                self.error = exc
             out += self._numbered(recorded, messages)
         return out
 
@@ -333,6 +336,11 @@ class RecordingReader:
             self._inner = CaptureReader()
         elif format != "auto":
             self._inner = UpstreamRecording(format, session=session)
+
+    @property
+    def error(self) -> InputError | None:
+        """The error of the bad event that ended an upstream recording, if one did."""
+        return self._inner.error if isinstance(self._inner, UpstreamRecording) else None
 
     @property
     def kind(self) -> RecordingKind | None:

@@ -84,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_play(args, _stored_records(args, str(args.file))))
     with open_input(args.file) as stream:
         reader = RecordingReader(args.format, session=args.session)
-        return asyncio.run(_play(args, read_records(read_chunks(stream), reader)))
+        status = asyncio.run(_play(args, read_records(read_chunks(stream), reader)))
+    if reader.error is not None:
+        # Shown as the stream's error block, as a daemon would; said here too, and
+        # a failure, as `warpd convert` makes it.
+        raise UserError(str(reader.error))
+    return status
 
 
 def _stored_records(args: argparse.Namespace, stream: str) -> Iterator[Record[Any]]:
