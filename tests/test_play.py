@@ -127,6 +127,20 @@ def test_play_of_a_stream_with_a_bad_event_shows_it_and_fails(daemon: Daemon) ->
             assert shown in out
 
 
+def test_play_of_a_missing_file_says_so_even_with_a_slash(daemon: Daemon) -> None:
+    """Only SESSION/N is taken for a stored stream's id; a mistyped path is a missing
+    file, not a stream missing from the history file."""
+    for path in ("recordings/answer.sse", "/no/such/capture.jsonl", "./x/1.txt"):
+        result = daemon.run("play", path)
+        assert result.returncode == 1
+        assert result.stderr.decode().strip() == (
+            f"warpd play: cannot read {path.removeprefix('./')}: No such file or directory"
+        ), result.stderr
+    result = daemon.run("play", "nosuch/7")
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith("warpd play: no stream 'nosuch/7' in ")
+
+
 def test_play_speed_must_be_positive(daemon: Daemon) -> None:
     result = daemon.run("play", str(EXAMPLES_DIR / "plain.txt"), "--speed", "0")
     assert result.returncode == 2

@@ -20,6 +20,7 @@ from typing import Any
 from warpd.cli.input import open_input, read_chunks
 from warpd.errors import InputError, UserError
 from warpd.ingest import FORMATS
+from warpd.protocol import check_session_name
 from warpd.recording import (
     MAX_GAP_SECONDS,
     STEADY_SECONDS,
@@ -79,7 +80,7 @@ def speed_factor(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.file is not None and not args.file.exists() and "/" in str(args.file):
+    if args.file is not None and not args.file.exists() and is_stream_id(str(args.file)):
         # Not a file: a stream id (``SESSION/N``) kept in the history file.
         return asyncio.run(_play(args, _stored_records(args, str(args.file))))
     with open_input(args.file) as stream:
@@ -90,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
         # a failure, as `warpd convert` makes it.
         raise UserError(str(reader.error))
     return status
+
+
+def is_stream_id(text: str) -> bool:
+    """Whether ``text`` is shaped like a stream's id, ``SESSION/N`` (not a file's path)."""
+    session, slash, number = text.rpartition("/")
+    return bool(slash) and number.isascii() and number.isdigit() and (
+        check_session_name(session) is None
+    )
 
 
 def _stored_records(args: argparse.Namespace, stream: str) -> Iterator[Record[Any]]:
