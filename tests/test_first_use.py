@@ -173,6 +173,18 @@ def test_convert_of_empty_input_says_so(daemon: Daemon) -> None:
     assert result.stderr.decode().strip() == "warpd convert: no stream in the input"
 
 
+def test_every_session_and_format_option_says_its_default(daemon: Daemon) -> None:
+    for command, wanted in (
+        ("push", ("session to push to (default: default)",
+                  "the provider format (default: auto, detected from the first event)")),
+        ("demo", ("session to push to (default: default)",)),
+        ("subscribe", ("* = all; default: default)",)),
+    ):
+        text = " ".join(daemon.run(command, "--help", check=True).stdout.decode().split())
+        for phrase in wanted:
+            assert phrase in text, (command, text)
+
+
 def test_convert_options_have_help(daemon: Daemon) -> None:
     text = daemon.run("convert", "--help", check=True).stdout.decode()
     assert "the provider format (default: auto, detected from the first event)" in " ".join(

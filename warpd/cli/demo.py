@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "thinking and a tool, an Ollama chat, plain text) to a session of the running "
         "daemon, paced like live streams. Watch them with `warpd subscribe`."
     )
-    parser.add_argument("--session", default="default", help="session to push to")
+    parser.add_argument(
+        "--session", default="default", help="session to push to (default: default)"
+    )
     parser.add_argument(
         "--speed", type=speed_factor, default=1.0, metavar="X",
         help="push X times as fast (default 1)",

@@ -61,8 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("file", nargs="?", type=Path, help="input file (default: stdin)")
-    parser.add_argument("--session", default="default", help="session to push to")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="upstream format")
+    parser.add_argument(
+        "--session", default="default", help="session to push to (default: default)"
+    )
+    parser.add_argument(
+        "--format", default="auto", choices=FORMATS,
+        help="the provider format (default: auto, detected from the first event)",
+    )
     add_connect_argument(parser)
     parser.add_argument(
         "--strict",

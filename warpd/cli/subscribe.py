@@ -44,7 +44,8 @@ MAX_RECONNECT_SECONDS = 5.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--session", action="append", metavar="NAME", help="session to follow (repeatable; * = all)"
+        "--session", action="append", metavar="NAME",
+        help="session to follow (repeatable; * = all; default: default)",
     )
     parser.add_argument(
         "--output",
