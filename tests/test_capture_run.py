@@ -247,14 +247,18 @@ def test_a_command_not_found_is_127_and_one_line(short_tmp: Path) -> None:
 
 def test_no_command_and_bad_options_are_one_line_errors(short_tmp: Path) -> None:
     env = proxy_env(short_tmp, None)
+    # Usage errors: the command's usage, then the reason; status 2.
     for args, message in [
-        ([], b"warpd run: give the command to run after --"),
+        ([], b"warpd run: error: give the command to run after --"),
         (["--upstream", "mistral=http://x", "--", "true"],
-         b"warpd run: --upstream 'mistral=http://x': unknown provider 'mistral'"),
-        (["--session", "bad name", "--", "true"], b"warpd run: --session: invalid session name"),
+         b"warpd run: error: argument --upstream: 'mistral=http://x': unknown provider 'mistral'"),
     ]:
         result = run(capture_command("run", *args), env)
-        assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1].startswith(message), result.stderr
+    result = run(capture_command("run", "--session", "bad name", "--", "true"), env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(b"warpd run: --session: invalid session name")
     bad = {**env, "OPENAI_BASE_URL": "ftp://example"}
     result = run(capture_command("run", "--", "true"), bad)
     assert result.returncode == 1

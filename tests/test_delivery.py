@@ -327,8 +327,10 @@ def test_subscribe_replay_shows_the_last_completed_streams_first(daemon: Daemon,
 
 def test_replay_must_not_be_negative(daemon: Daemon) -> None:
     result = daemon.run("subscribe", "--replay", "-1")
-    assert result.returncode == 1
-    assert result.stderr.decode().strip() == "warpd subscribe: --replay must not be negative"
+    assert result.returncode == 2  # a usage error, before anything connects
+    assert result.stderr.decode().strip().splitlines()[-1] == (
+        "warpd subscribe: error: argument --replay: '-1' is not a whole number, 0 or more"
+    )
 
 
 # -- producer faults ----------------------------------------------------------

@@ -171,10 +171,10 @@ def parse_upstream_option(text: str) -> tuple[str, str]:
     name, sep, url = text.partition("=")
     name = name.strip().lower()
     if not sep or not url.strip():
-        raise ConfigError(f"--upstream {text!r}: expected PROVIDER=URL, e.g. openai=http://gw:4000/v1")
+        raise ConfigError(f"{text!r}: expected PROVIDER=URL, e.g. openai=http://gw:4000/v1")
     if name not in PROVIDERS:
         raise ConfigError(
-            f"--upstream {text!r}: unknown provider {name!r} (known: {', '.join(PROVIDERS)})"
+            f"{text!r}: unknown provider {name!r} (known: {', '.join(PROVIDERS)})"
         )
     return name, url.strip()
 

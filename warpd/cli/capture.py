@@ -7,7 +7,7 @@ import os
 
 from warpd.capture.routes import parse_listen, parse_upstream_option, resolve_upstreams
 from warpd.capture.runner import CaptureOptions
-from warpd.cli.options import add_connect_argument
+from warpd.cli.options import add_connect_argument, checked
 from warpd.errors import UserError
 from warpd.protocol import check_session_name
 
@@ -17,6 +17,7 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--upstream",
         action="append",
+        type=checked(parse_upstream_option),
         default=[],
         metavar="PROVIDER=URL",
         help="where PROVIDER's requests go (openai, anthropic or ollama; repeatable); default: "
@@ -34,7 +35,7 @@ def capture_options(
     problem = check_session_name(session)
     if problem is not None:
         raise UserError(f"--session: {problem}")
-    overrides = dict(parse_upstream_option(text) for text in args.upstream)
+    overrides = dict(args.upstream)
     host, port = parse_listen(listen) if listen is not None else ("127.0.0.1", 0)
     return CaptureOptions(
         session=session,

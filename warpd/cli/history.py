@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from warpd.cli.options import checked, non_negative
 from warpd.cli.output import terminal_safe_json
 from warpd.config import history_path, load_config
 from warpd.errors import UserError
@@ -45,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(run=run_show)
         return
     parser.add_argument("--session", metavar="NAME", help="only this session's streams")
-    parser.add_argument("--since", metavar="TIME",
+    parser.add_argument("--since", metavar="TIME", type=checked(parse_since),
                         help="only streams started since TIME: 30m, 2h, 1d, or 2025-06-01[T14:00]")
     parser.add_argument("--grep", metavar="TEXT", help="only streams whose answer contains TEXT")
-    parser.add_argument("-n", type=int, default=20, metavar="N",
+    parser.add_argument("-n", type=non_negative, default=20, metavar="N",
                         help="the last N streams (default 20; 0: all)")
     parser.add_argument("--json", action="store_true", help="one JSON object per stream")
     parser.add_argument("--clear", action="store_true",
@@ -78,7 +79,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
         raise UserError(
-            f"--since {text!r}: expected a duration like 30m, 2h or 1d, "
+            f"{text!r}: expected a duration like 30m, 2h or 1d, "
             "or a date/time like 2025-06-01 or 2025-06-01T14:00"
         ) from None
 
@@ -87,9 +88,7 @@ def run_log(args: argparse.Namespace) -> int:
     path = _path(args)
     if args.clear:
         return _clear(path, args)
-    if args.n < 0:
-        raise UserError("-n must not be negative")
-    since = parse_since(args.since) if args.since is not None else None
+    since = args.since
     reader = HistoryReader(connect(path, readonly=True))
     try:
         rows = reader.streams(session=args.session, since=since, grep=args.grep, limit=args.n)

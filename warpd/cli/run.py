@@ -7,7 +7,6 @@ import argparse
 from warpd.capture.runner import run_command, session_for_command
 from warpd.cli.capture import add_capture_arguments, capture_options
 from warpd.daemon.logs import configure_logging
-from warpd.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise UserError("give the command to run after --, e.g. warpd run -- claude")
+        args.parser.error("give the command to run after --, e.g. warpd run -- claude")
     session = args.session or session_for_command(command[0])
     options = capture_options(args, session, quiet=args.quiet)
     # Only warnings by default: the command owns the terminal.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from warpd.cli.options import address, checked
 from warpd.config import load_config
 from warpd.daemon.logs import configure_logging
 from warpd.daemon.server import Server
@@ -16,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
         action="append",
+        type=checked(address),
         metavar="ADDR",
         help="unix:PATH, a socket path, or ws://HOST:PORT (repeatable; overrides the config)",
     )

@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 from websockets.exceptions import ConnectionClosed
 
 from warpd.address import Address, client_address
-from warpd.cli.options import add_connect_argument
+from warpd.cli.options import add_connect_argument, non_negative
 from warpd.cli.output import jsonl_writer, sse_writer
 from warpd.client.connection import connect
-from warpd.errors import ClientError, DaemonUnavailable, UserError
+from warpd.errors import ClientError, DaemonUnavailable
 from warpd.protocol import (
     BlocksMessage,
     ErrorMessage,
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--once", action="store_true", help="exit after the first stream completes"
     )
-    parser.add_argument("--replay", type=int, default=0, metavar="N",
+    parser.add_argument("--replay", type=non_negative, default=0, metavar="N",
                         help="first show the last N completed streams")
     parser.add_argument(
         "--no-wait", action="store_true",
@@ -72,8 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     address = client_address(args.connect)
     sessions = args.session or ["default"]
-    if args.replay < 0:
-        raise UserError("--replay must not be negative")
     return asyncio.run(_subscribe(args, address, sessions))
 
 
