@@ -220,7 +220,7 @@ def test_client_without_a_token_file_says_what_to_do(home: Path) -> None:
         text=True,
         timeout=4 * TIMEOUT_UNIT,
     )
-    assert result.returncode == 1
+    assert result.returncode == 3  # no daemon has served TCP here: none to reach
     assert "no token file at" in result.stderr and "WARPD_TOKEN" in result.stderr
 
 

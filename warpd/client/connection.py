@@ -34,8 +34,15 @@ def client_token() -> str:
     if config.tcp.token:
         return validate_token(config.tcp.token, where="config.toml [tcp] token")
     path = Path(config.tcp.token_file).expanduser() if config.tcp.token_file else None
+    path = path or default_token_path()
+    if not os.path.lexists(path):
+        # No daemon serving TCP here has ever written it: nothing to reach (status 3).
+        raise DaemonUnavailable(
+            f"no token file at {path}: is warpd serving on TCP on this machine? "
+            "(for a daemon on another machine, set WARPD_TOKEN)"
+        )
     try:
-        return read_token(path or default_token_path())
+        return read_token(path)
     except ConfigError as exc:
         raise ClientError(f"{exc} (for a daemon on another machine, set WARPD_TOKEN)") from None
 
