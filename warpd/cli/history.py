@@ -129,7 +129,8 @@ def log_line(row: StreamRow, width: int = 0) -> str:
 
 
 def _clear(path: Path, args: argparse.Namespace) -> int:
-    what = f"session {args.session!r}'s stored streams" if args.session else "every stored stream"
+    what = (f"the stored streams of session {args.session!r}" if args.session
+            else "every stored stream")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError(f"--clear deletes {what}: confirm with --yes")
