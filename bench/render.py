@@ -12,6 +12,13 @@ measured in the same run, re-renders the whole text on every delta (what
 renderers that repaint the whole message do, e.g. aider's); it runs at small
 sizes only, because it is quadratic.
 
+Second figure: bytes written per byte of text, on a long answer arriving
+fast (2,000 lines at 1,000 deltas a second, on a clock of the benchmark's
+own, the status line ticking ten times a second as ``warpd subscribe`` does),
+with repaints capped at 30 frames a second against one repaint per delta
+(``fps=0``, how the renderer worked before the cap). Target: ≤ 3×. This is
+what the terminal, an SSH link or tmux has to carry.
+
 Run: ``python -m bench render [--quick]`` (or ``python -m bench.render``).
 """
 
@@ -73,7 +80,11 @@ def markdown_text(deltas: int, seed: int = 1) -> str:
 
 def messages(deltas: int) -> list[BlocksMessage]:
     """The block messages of one stream of about ``deltas`` text deltas."""
-    text = markdown_text(deltas)
+    return messages_of(markdown_text(deltas))
+
+
+def messages_of(text: str) -> list[BlocksMessage]:
+    """The block messages of one stream of ``text`` in deltas of 1–6 characters."""
     rng = random.Random(2)
     assembler = BlockAssembler("bench", "bench/1", clock=lambda: 1_700_000_000.0)
     out: list[BlocksMessage] = []
@@ -94,12 +105,82 @@ def messages(deltas: int) -> list[BlocksMessage]:
     return out
 
 
+NOW = 1_700_000_000.0
+BYTES_TARGET = 3.0
+
+
 def warpd_render(stream: list[BlocksMessage]) -> int:
-    """Feed every message to a renderer; the bytes it wrote."""
-    renderer = TerminalRenderer(WIDTH, HEIGHT, clock=lambda: 1_700_000_000.0)
+    """Feed every message to a renderer (every change drawn at once); the bytes it wrote."""
+    renderer = TerminalRenderer(WIDTH, HEIGHT, fps=0, now=NOW)
     written = 0
     for message in stream:
-        written += len(renderer.feed(message))
+        written += len(renderer.feed(message, NOW))
+    return written + len(renderer.close())
+
+
+# An answer's prose: plain words mostly, some inline code and bold, a link now and then.
+_PROSE = (
+    "the handler waits for the timer to fire once after the last event so that a burst "
+    "of changes is seen as one and the callback runs with every path it collected"
+).split()
+_MARKED = ["`threading.Timer`", "`callback`", "**once**", "`asyncio`"]
+_LINK = "[the docs](https://docs.python.org/3/library/threading.html)"
+
+
+def long_answer(lines: int = 2_000, seed: int = 3) -> str:
+    """A long answer: prose, list items and python blocks, ``lines`` source lines."""
+    rng = random.Random(seed)
+    out: list[str] = []
+
+    def words(low: int, high: int) -> str:
+        picked = [
+            rng.choice(_MARKED) if rng.random() < 0.06 else rng.choice(_PROSE)
+            for _ in range(rng.randint(low, high))
+        ]
+        if rng.random() < 0.05:
+            picked.append(_LINK)
+        return " ".join(picked)
+
+    while len(out) < lines:
+        kind = rng.random()
+        if kind < 0.55:
+            out.append(words(10, 22))
+        elif kind < 0.75:
+            out.append("- " + words(5, 14))
+        elif kind < 0.9:
+            out.append("```python")
+            out += [f"    value_{n} = compute({n}, {rng.random():.3f})  # step {n}"
+                    for n in range(6)]
+            out.append("```")
+        else:
+            out.append("")
+    return "\n".join(out[:lines]) + "\n"
+
+
+def paced_bytes(text: str, fps: float, deltas_per_second: float = 1_000.0) -> int:
+    """Bytes a renderer writes for ``text`` arriving in 1–6 character deltas at
+    ``deltas_per_second``, driven as ``warpd subscribe`` drives it: frames
+    drawn when due, the status line ticked every 0.1 s, on a simulated clock."""
+    stream = messages_of(text)
+    renderer = TerminalRenderer(WIDTH, HEIGHT, fps=fps, now=NOW)
+    written = 0
+    next_tick = NOW + 0.1
+    for n, message in enumerate(stream):
+        now = NOW + n / deltas_per_second
+        while True:
+            due = renderer.due
+            moment = next_tick if due is None else min(due, next_tick)
+            if moment > now:
+                break
+            if moment == next_tick:
+                written += len(renderer.tick(next_tick))
+                next_tick += 0.1
+            else:
+                written += len(renderer.flush(moment))
+        written += len(renderer.feed(message, now))
+    due = renderer.due
+    if due is not None:
+        written += len(renderer.flush(due))
     return written + len(renderer.close())
 
 
@@ -183,6 +264,21 @@ def run(quick: bool = False) -> dict[str, float]:
         f"(target within ±{FLATNESS:.0%}: {verdict}); the re-rendering baseline grows "
         f"×{naive_growth:.1f} per delta from {naive_sizes[0]} to {naive_sizes[1]} deltas."
     )
+    text = long_answer(400 if quick else 2_000)
+    size = len(text.encode())
+    print(
+        f"\nBytes written per byte of text: a {text.count(chr(10))}-line answer "
+        f"({size / 1000:.0f} kB) in 1–6 character deltas at 1,000 deltas/s.\n"
+    )
+    print("| repaints | bytes written | per byte of text |")
+    print("|---|--:|--:|")
+    for name, fps in (("every delta (fps=0, before the cap)", 0.0), ("capped at 30/s", 30.0)):
+        written = paced_bytes(text, fps)
+        figures[f"bytes per text byte, fps={fps:g}"] = written / size
+        print(f"| {name} | {written:,} | {written / size:.2f}× |")
+    capped = figures["bytes per text byte, fps=30"]
+    verdict = "MET" if capped <= BYTES_TARGET else "NOT MET"
+    print(f"\nCapped: {capped:.2f}× the text (target ≤ {BYTES_TARGET:g}×: {verdict}).")
     return figures
 
 

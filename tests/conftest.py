@@ -12,10 +12,20 @@ import pytest
 from tests.daemon import ROOT, TIMEOUT_UNIT, Daemon
 from tests.redis_server import REDIS_SERVER, RedisServer
 
-__all__ = ["FIXTURES_DIR", "ROOT", "TIMEOUT_UNIT", "fixture_files"]
+__all__ = ["CASES_DIR", "FIXTURES_DIR", "ROOT", "TIMEOUT_UNIT", "case_file", "fixture_files"]
 
 # The recorded provider streams live beside the project, never inside it.
 FIXTURES_DIR = ROOT.parent / "shared" / "fixtures" / "streams"
+# Inputs that failed when warpd was tried as a user would (../shared/cases/README.md).
+CASES_DIR = ROOT.parent / "shared" / "cases"
+
+
+def case_file(relative: str) -> Path:
+    """``../shared/cases/RELATIVE``; the test is skipped when it is absent."""
+    path = CASES_DIR / relative
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the cases live in ../shared beside the project checkout)")
+    return path
 
 
 def fixture_files(*patterns: str) -> list[Path]:

@@ -22,10 +22,11 @@ from warpd.recording import UpstreamEvents
 
 WIDTH, HEIGHT = 80, 24
 EXAMPLES_DIR = ROOT / "warpd" / "examples"
-# What depends on when a stream was shown: its start time, its duration, and
-# the length of the rule that follows them.
+# What depends on when a stream was shown: its start time, its duration (shown
+# only when it means something: a stream pushed at once has none, its replay
+# at the recording's pace may), and the length of the rule that follows them.
 _CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
-_DURATION = re.compile(r"\b(\d+\.\ds|\d+m\d\ds)\b")
+_DURATION = re.compile(r"( · )?\b(\d+\.\ds|\d+m\d\ds)\b")
 _RULE_END = re.compile(r" ─+$")
 
 
@@ -34,7 +35,7 @@ def screen(output: bytes) -> list[str]:
     term = Terminal(WIDTH, HEIGHT)
     term.feed(output)
     return [
-        _RULE_END.sub("", _DURATION.sub("D", _CLOCK.sub("HH:MM:SS", line)))
+        _RULE_END.sub("", _DURATION.sub("", _CLOCK.sub("HH:MM:SS", line)))
         for line in term.lines()
     ]
 

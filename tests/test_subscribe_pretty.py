@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TIMEOUT_UNIT
+from tests.conftest import TIMEOUT_UNIT, case_file
 from tests.daemon import Daemon
 from tests.test_openai_chat import PARALLEL_TOOLS
 
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-FOOTER = re.compile(r"^── .*\d+\.\ds( ─+)?$")
+# A stream's last rule (its header says "── SESSION/N · …").
+FOOTER = re.compile(r"^── (?!\S+/\d+ · ).*─$")
 
 
 class TmuxPane:
@@ -104,7 +105,7 @@ def test_subscribe_renders_live_blocks_in_a_terminal(daemon: Daemon, short_tmp: 
         assert lines[0].startswith("── default/1 · gpt-test"), "\n".join(lines)
         assert "⚙ get_weather call_a\n{\n  \"city\": \"Paris\"\n}" in text
         assert "⚙ get_time call_b" in text
-        assert footers(lines)[0].startswith("── tool_calls")
+        assert footers(lines)[0].startswith("── tool calls ──")
         # The status line is gone once the stream is complete, and nothing is doubled.
         assert not any(ch in text for ch in SPINNER)
         assert text.count("get_weather") == 1
@@ -124,5 +125,33 @@ def test_subscribe_renders_live_blocks_in_a_terminal(daemon: Daemon, short_tmp: 
         lines = pane.wait_for("the exit status", lambda ls: any("[exit " in x for x in ls))
         # Ctrl-C: the subscriber leaves cleanly (130, as for any interrupted command).
         assert lines[-1].endswith("[exit 130]"), "\n".join(lines[-8:])
+    finally:
+        pane.kill()
+
+
+def test_code_in_a_terminal_is_highlighted_and_never_cut(daemon: Daemon, short_tmp: Path) -> None:
+    """tmux is the terminal: ``capture-pane -J`` joins what it soft-wrapped, so a code
+    line wider than the pane comes back whole, and ``-e`` shows its colours."""
+    path = case_file("render/coding_answer.jsonl")
+    command = [
+        "env", "-u", "NO_COLOR", f"WARPD_ADDR={daemon.address}", "TERM=tmux-256color",
+        sys.executable, "-m", "warpd", "subscribe",
+    ]
+    pane = TmuxPane(short_tmp, command, 60, 30)
+    try:
+        wait_for_subscriber(daemon)
+        assert daemon.push(path).returncode == 0
+        pane.wait_for("the stream's footer", lambda ls: len(footers(ls)) == 1)
+        joined = pane.tmux("capture-pane", "-p", "-J", "-t", "w", "-S", "-", "-E", "-")
+        long_line = (
+            "                self._timer.cancel()  # a newer event arrived, "
+            "so restart the countdown from zero again"
+        )
+        assert long_line in joined.split("\n")
+        rows = pane.lines()
+        assert long_line not in rows and long_line[:60] in rows
+        coloured = pane.tmux("capture-pane", "-p", "-e", "-t", "w", "-S", "-", "-E", "-")
+        python = coloured[coloured.index("```python") : coloured.index("```bash")]
+        assert len(set(re.findall(r"\x1b\[[0-9;]*38;5;(\d+)", python))) >= 4
     finally:
         pane.kill()

@@ -1,9 +1,12 @@
-"""The I/O around the terminal renderer for ``warpd subscribe --output pretty``.
+"""The I/O around the terminal renderer for ``warpd subscribe``.
 
 :class:`PrettyOutput` owns a :class:`~warpd.render.TerminalRenderer` and the
-file it writes to: it reads the terminal's size (again on SIGWINCH), animates
-the status line a few times a second, and honours NO_COLOR. When the output
-is not a terminal it renders plain text (no escape sequence at all).
+file it writes to: it reads the terminal's size (again on SIGWINCH), gives
+the renderer the time, draws the frames it holds back (repaints are capped
+at ``FPS`` a second, the last state always drawn), animates the status line,
+keeps the window title saying whether a stream is live, and honours NO_COLOR
+and COLORTERM. When the output is not a terminal it renders plain text (no
+escape sequence at all).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from warpd.render import TerminalRenderer
+from warpd.render.code import DEFAULT_THEME
+from warpd.render.notify import RESTORE_TITLE, SAVE_TITLE, title_sequence, window_title
 
 TICK_SECONDS = 0.1
+FPS = 30.0
 # Used when the size cannot be read (not a terminal): wide enough for JSON.
 FALLBACK_SIZE = os.terminal_size((100, 40))
 
@@ -26,6 +32,11 @@ FALLBACK_SIZE = os.terminal_size((100, 40))
 def no_color_requested(flag: bool) -> bool:
     """``--no-color`` given, or NO_COLOR set to anything non-empty (no-color.org)."""
     return flag or bool(os.environ.get("NO_COLOR"))
+
+
+def truecolor_supported(env: Mapping[str, str]) -> bool:
+    """COLORTERM says the terminal takes 24-bit colours (``truecolor`` or ``24bit``)."""
+    return env.get("COLORTERM", "").lower() in ("truecolor", "24bit")
 
 
 def terminal_size(fd: int) -> os.terminal_size:
@@ -43,23 +54,41 @@ class PrettyOutput:
     """Renders block messages to ``out`` (a terminal, or plain text for a pipe or file).
 
     Use as an async context manager around the subscription; call
-    :meth:`write` for each message. Leaving the context removes the live
-    tail and restores the SIGWINCH handler. ``clock`` (Unix time) is the
-    renderer's: ``warpd play`` gives the recording's.
+    :meth:`write` for each message. Leaving the context draws the last
+    state, removes the live tail, gives the window its title back and
+    restores the SIGWINCH handler. ``sessions``: the names followed, for the
+    window title; ``theme``: the Pygments style of code; ``clock`` (Unix
+    time) is the renderer's: ``warpd play`` gives the recording's.
     """
 
     def __init__(
-        self, out: BinaryIO, *, no_color: bool = False, clock: Callable[[], float] = time.time
+        self,
+        out: BinaryIO,
+        *,
+        no_color: bool = False,
+        sessions: list[str] | None = None,
+        theme: str = DEFAULT_THEME,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._out = out
+        self._clock = clock
         self._fd = out.fileno()
         self.is_terminal = os.isatty(self._fd)
         size = terminal_size(self._fd)
         self.renderer = TerminalRenderer(
-            size.columns, size.lines, color=not no_color, plain=not self.is_terminal,
-            clock=clock,
+            size.columns,
+            size.lines,
+            color=not no_color,
+            truecolor=truecolor_supported(os.environ),
+            plain=not self.is_terminal,
+            fps=FPS,
+            theme=theme,
+            now=self._clock(),
         )
+        self._sessions = sessions or ["default"]
+        self._title_live: bool | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._frame: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> PrettyOutput:
@@ -68,6 +97,8 @@ class PrettyOutput:
             with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
                 self._loop.add_signal_handler(signal.SIGWINCH, self._resized)
             self._ticker = asyncio.create_task(self._tick())
+            self._emit(SAVE_TITLE.encode())
+            self._update_title()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -75,14 +106,20 @@ class PrettyOutput:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        if self._frame is not None:
+            self._frame.cancel()
         if self._loop is not None:
             with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGWINCH)
+        self._emit(self.renderer.flush(self._clock(), force=True))
         self._emit(self.renderer.close())
+        if self.is_terminal:
+            self._emit(RESTORE_TITLE.encode())
 
     def write(self, message: Any, data: bytes = b"") -> None:
         """Render one message from the daemon (``data``, its raw bytes, is not needed)."""
-        self._emit(self.renderer.feed(message))
+        self._emit(self.renderer.feed(message, self._clock()))
+        self._after()
 
     def note(self, text: str) -> None:
         """Show a line of the subscriber's own (reconnected, resume failed) in the output."""
@@ -92,10 +129,33 @@ class PrettyOutput:
         """Show ``text`` as the status line until the first stream (None: remove it)."""
         self._emit(self.renderer.waiting(text))
 
+    def emit_raw(self, data: bytes) -> None:
+        """Write sequences of our own (a notification) between the renderer's updates."""
+        self._emit(data)
+
     def _emit(self, data: bytes) -> None:
         if data:
             self._out.write(data)
             self._out.flush()
+
+    def _after(self) -> None:
+        """Ask for the frame the renderer holds back; keep the title in step."""
+        due = self.renderer.due
+        if due is not None and self._frame is None and self._loop is not None:
+            self._frame = self._loop.call_later(max(0.0, due - self._clock()), self._draw_frame)
+        self._update_title()
+
+    def _draw_frame(self) -> None:
+        self._frame = None
+        self._emit(self.renderer.flush(self._clock()))
+        self._after()
+
+    def _update_title(self) -> None:
+        live = self.renderer.live
+        if not self.is_terminal or live == self._title_live:
+            return
+        self._title_live = live
+        self._emit(title_sequence(window_title(self._sessions, live=live)).encode())
 
     def _resized(self) -> None:
         size = terminal_size(self._fd)
@@ -104,4 +164,5 @@ class PrettyOutput:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self._emit(self.renderer.tick())
+            self._emit(self.renderer.tick(self._clock()))
+            self._after()

@@ -182,16 +182,13 @@ def run_show(args: argparse.Namespace) -> int:
     plain = output == "text" or not out.isatty()
     size = terminal_size(out.fileno())
     # The renderer's clock is when each message was received, not now, so
-    # durations are the stream's own.
-    now = [stored[0][1]]
-    renderer = TerminalRenderer(size.columns, size.lines,
-                                color=not no_color_requested(args.no_color), plain=plain,
-                                clock=lambda: now[0])
+    # durations are the stream's own. Drawn at once (no frames to cap).
+    renderer = TerminalRenderer(size.columns, size.lines, fps=0, now=stored[0][1],
+                                color=not no_color_requested(args.no_color), plain=plain)
     for _, received, data in stored:
-        now[0] = received
         message = decode_server_message(data)
         if isinstance(message, StreamMessage):
-            out.write(renderer.feed(message))
+            out.write(renderer.feed(message, received))
     out.write(renderer.close())
     return 0
 

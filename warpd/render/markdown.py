@@ -8,17 +8,17 @@ character, the rules are those a left-to-right reader can apply with a small
 lookahead, a little simpler than CommonMark:
 
 - block structure is decided per source line from its first few characters:
-  ATX headings, ``-``/``*``/``+`` and ``1.`` list items (indentation kept),
-  ``>`` quotes, thematic breaks, fenced code (its fence lines shown, dimmed),
-  ``|`` table rows; anything else is a paragraph line. Soft line breaks are
-  kept as line breaks.
-- inline: ``*``/``_`` emphasis, ``**``/``__`` strong, ``~~`` strike and
-  backtick code spans use CommonMark's flanking rules to decide whether a
-  delimiter opens or closes, but an opener needs no closer (the style runs
-  to the closer or the end of the line); ``[text](url)`` becomes an OSC 8
-  hyperlink when the target is a plain http(s)/mailto URL; ``\\`` escapes.
-- tables are held until their last row has arrived, then aligned (cells
-  wrapped within their column when the table is wider than the terminal).
+  ``>`` quote markers first (any depth; what follows them is decided like
+  any line, so quotes hold lists, headings, code and quotes), then ATX
+  headings, ``-``/``*``/``+`` and ``1.`` list items (indentation kept),
+  thematic breaks, fenced code (its fence lines shown, dimmed), ``|`` table
+  rows; anything else is a paragraph line. Soft line breaks are kept as
+  line breaks.
+- inline markup: :mod:`warpd.render.inline`; tables: :mod:`warpd.render.tables`;
+  code: :mod:`warpd.render.code`, highlighted for the fence's language.
+- prose is word-wrapped; a line of code is never broken: it is one row,
+  which the terminal soft-wraps, so what is copied from the scrollback is
+  the line as written.
 
 Every character that a terminal would act on is shown in its visible form.
 """
@@ -26,9 +26,10 @@ Every character that a terminal would act on is shown in its visible form.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 
+from warpd.render.code import DEFAULT_THEME, MAX_LEXED_LINE, CodeHighlighter
+from warpd.render.inline import InlineMarkdown
 from warpd.render.style import (
     BOLD,
     CYAN,
@@ -37,248 +38,18 @@ from warpd.render.style import (
     ITALIC,
     MAGENTA,
     REVERSE,
-    STRIKE,
     UNDERLINE,
-    YELLOW,
     Row,
     Style,
 )
-from warpd.render.untrusted import safe_link_target, visible_form
-from warpd.render.wrap import Layout, Wrapper, text_width
+from warpd.render.tables import is_table, table_rows
+from warpd.render.untrusted import visible_form
+from warpd.render.wrap import Layout, Wrapper, row_width, text_width
 
 # A line whose kind is still unknown after this many characters is a paragraph.
 _DECIDE_LIMIT = 200
-# A ``[`` that has not become a link after this many characters is literal.
-_LINK_LIMIT = 500
 _TAB = "    "
-
-_ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-def _is_punct(ch: str) -> bool:
-    if ch in _ASCII_PUNCT:
-        return True
-    return ch > "\x7f" and unicodedata.category(ch)[0] in "PS"
-
-
-class InlineMarkdown:
-    """Inline markup of one line: characters in, styled characters out to ``out``.
-
-    Call :meth:`feed` per character (never a newline; pass a character that
-    must be shown visibly to :meth:`feed_visible` with its visible form) and
-    :meth:`end` at the end of the line. :meth:`held` gives the characters
-    not yet decided (a delimiter run, a link in progress) for previews.
-    """
-
-    def __init__(self, out: Callable[[str, Style], None], base: Style) -> None:
-        self._out = out
-        self._base = base
-        self._bold = False
-        self._italic = False
-        self._strike = False
-        self._code = 0
-        self._run_char = ""
-        self._run_len = 0
-        self._prev = " "
-        self._escape = False
-        self._link: list[str] | None = None
-        self._link_close = -1
-
-    def _style(self) -> Style:
-        attrs = (
-            (BOLD if self._bold else 0)
-            | (ITALIC if self._italic else 0)
-            | (STRIKE if self._strike else 0)
-        )
-        return self._base.plus(attrs, YELLOW if self._code else None)
-
-    def _emit(self, ch: str) -> None:
-        self._out(ch, self._style())
-        self._prev = ch
-
-    def feed(self, ch: str) -> None:
-        """Add one (safe) character of the line."""
-        if self._link is not None:
-            self._link.append(ch)
-            self._grow_link()
-            return
-        if self._escape:
-            self._escape = False
-            if ch in _ASCII_PUNCT:
-                self._emit(ch)
-                return
-            self._emit("\\")
-        if self._run_len:
-            if ch == self._run_char:
-                self._run_len += 1
-                return
-            self._resolve_run(ch)
-        if self._code:
-            if ch == "`":
-                self._run_char, self._run_len = ch, 1
-            else:
-                self._emit(ch)
-            return
-        if ch in "*_~`":
-            self._run_char, self._run_len = ch, 1
-        elif ch == "\\":
-            self._escape = True
-        elif ch == "[":
-            self._link = []
-            self._link_close = -1
-        else:
-            self._emit(ch)
-
-    def feed_visible(self, form: str) -> None:
-        """Add a character that must be shown as ``form`` (a neutralised control)."""
-        self._settle("x")
-        style = self._style().plus(REVERSE)
-        for ch in form:
-            self._out(ch, style)
-        self._prev = "x"
-
-    def end(self) -> None:
-        """End the line: undecided characters become literal, styles reset."""
-        self._settle(None)
-        self._bold = self._italic = self._strike = False
-        self._code = 0
-        self._prev = " "
-
-    def held(self) -> list[tuple[str, Style]]:
-        """The characters not yet decided, as they would show if the line ended now."""
-        style = self._style()
-        held: list[tuple[str, Style]] = []
-        if self._escape:
-            held.append(("\\", style))
-        if self._run_len:
-            held.extend((self._run_char, style) for _ in range(self._run_len))
-        if self._link is not None:
-            held.append(("[", style))
-            held.extend((ch, style) for ch in self._link)
-        return held
-
-    def _settle(self, next_char: str | None) -> None:
-        while True:
-            if self._link is not None:
-                self._fail_link()
-            elif self._escape:
-                self._escape = False
-                self._emit("\\")
-            elif self._run_len:
-                self._resolve_run(next_char)
-            else:
-                return
-
-    def _resolve_run(self, nxt: str | None) -> None:
-        c, n = self._run_char, self._run_len
-        self._run_len = 0
-        if c == "`":
-            if not self._code:
-                self._code = n
-            elif self._code == n:
-                self._code = 0
-            else:
-                for _ in range(n):
-                    self._emit(c)
-                return
-            self._prev = c
-            return
-        prev = self._prev
-        ws_next = nxt is None or nxt.isspace()
-        ws_prev = prev.isspace()
-        p_next = nxt is not None and _is_punct(nxt)
-        p_prev = _is_punct(prev)
-        left = not ws_next and (not p_next or ws_prev or p_prev)
-        right = not ws_prev and (not p_prev or ws_next or p_next)
-        if c == "_":
-            can_open = left and (not right or p_prev)
-            can_close = right and (not left or p_next)
-        else:
-            can_open, can_close = left, right
-        toggled = False
-        if c == "~":
-            if n == 2:
-                if self._strike and can_close:
-                    self._strike, toggled = False, True
-                elif not self._strike and can_open:
-                    self._strike, toggled = True, True
-        elif n == 1:
-            if self._italic and can_close:
-                self._italic, toggled = False, True
-            elif not self._italic and can_open:
-                self._italic, toggled = True, True
-        elif n == 2:
-            if self._bold and can_close:
-                self._bold, toggled = False, True
-            elif not self._bold and can_open:
-                self._bold, toggled = True, True
-        elif n == 3:
-            if self._bold and self._italic and can_close:
-                self._bold = self._italic = False
-                toggled = True
-            elif not self._bold and not self._italic and can_open:
-                self._bold = self._italic = True
-                toggled = True
-        if toggled:
-            self._prev = c
-            return
-        for _ in range(n):
-            self._emit(c)
-
-    def _grow_link(self) -> None:
-        buf = self._link
-        assert buf is not None
-        ch = buf[-1]
-        if len(buf) > _LINK_LIMIT:
-            self._fail_link()
-        elif self._link_close < 0:
-            if ch == "]":
-                self._link_close = len(buf) - 1
-            elif ch == "[":
-                self._fail_link()
-        elif len(buf) == self._link_close + 2:
-            if ch != "(":
-                self._fail_link()
-        elif ch == ")":
-            text = buf[: self._link_close]
-            target = safe_link_target("".join(buf[self._link_close + 2 : -1]))
-            if target is None or not text:
-                self._fail_link()
-                return
-            self._link = None
-            style = self._style().plus(UNDERLINE)._replace(link=target)
-            for t in text:
-                self._out(t, style)
-            self._prev = ")"
-        elif ch.isspace():
-            self._fail_link()
-
-    def _fail_link(self) -> None:
-        buf = self._link or []
-        self._link = None
-        self._emit("[")
-        for ch in buf:
-            self.feed(ch)
-
-
-def _split_cells(line: str) -> list[str]:
-    line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
-    if line.endswith("|") and not line.endswith("\\|"):
-        line = line[:-1]
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)]
-
-
-_DELIMITER_CELL = re.compile(r":?-+:?")
-
-
-def _alignment(delimiter: str) -> str:
-    """``l``, ``c`` or ``r`` from a delimiter row cell (``---``, ``:-:``, ``--:``)."""
-    if delimiter.endswith(":"):
-        return "c" if delimiter.startswith(":") else "r"
-    return "l"
-
+_QUOTE_MARKER = re.compile(r" {0,3}> ?")
 
 RowSink = Callable[[Row], None]
 
@@ -291,20 +62,40 @@ class MarkdownWriter:
     row is a blank line, which the caller may collapse). :meth:`preview`
     gives the rows of what is not finished yet (the current line, a held
     table), for the live tail.
+
+    ``colored``: colours will be shown (code is highlighted; without them,
+    code spans keep their backticks). ``theme``: the Pygments style of code.
     """
 
-    def __init__(self, layout: Layout, emit: RowSink, *, base: Style) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        emit: RowSink,
+        *,
+        base: Style,
+        colored: bool = True,
+        theme: str = DEFAULT_THEME,
+    ) -> None:
         self._layout = layout
         self._emit = emit
         self._base = base
+        self._colored = colored
+        self._theme = theme
         self._escape = base.plus(REVERSE)
+        self._bar = base.plus(DIM, GREY)
         self._line: list[str] = []
         self._kind: str | None = None
         self._wrapper: Wrapper | None = None
         self._inline: InlineMarkdown | None = None
+        # The fenced block being read: its fence, quote depth, highlighter.
         self._fence = ""
+        self._fence_depth = 0
+        self._code: CodeHighlighter | None = None
+        self._code_line: list[str] = []
+        self._prefix: Row = []
         self._table: list[str] = []
         self._table_line: list[str] = []
+        self._table_depth = 0
         self._pending_cr = False
 
     # -- input ------------------------------------------------------------
@@ -344,22 +135,10 @@ class MarkdownWriter:
 
     def _dispatch(self, ch: str) -> None:
         kind = self._kind
-        if kind == "table":
+        if kind == "code":
+            self._code_line.append(ch)
+        elif kind == "table":
             self._table_line.append(ch)
-        elif kind == "code":
-            wrapper = self._wrapper
-            assert wrapper is not None
-            style = self._base.plus(0, CYAN)
-            if ch == "\t":
-                for t in _TAB:
-                    wrapper.push(t, style)
-                return
-            form = visible_form(ch)
-            if form is None:
-                wrapper.push(ch, style)
-            else:
-                for f in form:
-                    wrapper.push(f, self._escape)
         elif kind == "inline":
             inline = self._inline
             assert inline is not None
@@ -381,8 +160,11 @@ class MarkdownWriter:
             self._inline.end()
             self._wrapper.end()
         elif self._kind == "code":
-            assert self._wrapper is not None
-            self._wrapper.end()
+            assert self._code is not None
+            row = self._prefix + self._code.line("".join(self._code_line))
+            # A blank line inside code is kept as it is, never collapsed.
+            self._emit(row or [("", self._base)])
+            self._code_line = []
         elif self._kind == "table":
             self._table.append("".join(self._table_line))
             self._table_line = []
@@ -393,30 +175,41 @@ class MarkdownWriter:
 
     # -- block structure --------------------------------------------------
 
+    def _bars(self, depth: int) -> Row:
+        return [("│ " * depth, self._bar)] if depth else []
+
     def _decide(self, *, final: bool) -> None:
         line = "".join(self._line)
-        if not final and len(line) > _DECIDE_LIMIT:
+        long = not final and len(line) > _DECIDE_LIMIT
+        if self._fence and self._decide_in_fence(line, final=final or long):
+            return
+        # Quote markers, then the line they hold.
+        depth, at = 0, 0
+        while (marker := _QUOTE_MARKER.match(line, at)) is not None:
+            depth, at = depth + 1, marker.end()
+        inner = line[at:]
+        bars = self._bars(depth)
+        if long:
             # Too long to be anything but text: decide now.
-            if self._fence:
-                self._start_code(line)
-            else:
-                self._flush_table()
-                self._start_inline(line, 0, [], None)
+            self._flush_table()
+            self._start_inline(inner.lstrip(" \t"), bars, depth)
             return
-        if self._fence:
-            self._decide_in_fence(line, final)
-            return
-        stripped = line.lstrip(" \t")
-        indent = len(line[: len(line) - len(stripped)].replace("\t", _TAB))
+        stripped = inner.lstrip(" \t")
+        indent = len(inner[: len(inner) - len(stripped)].replace("\t", _TAB))
         if not stripped:
-            if final:
-                self._flush_table()
-                self._kind = "done"
-                self._emit([])
+            if not final:
+                return
+            self._flush_table()
+            self._kind = "done"
+            # An empty line of a quote keeps its bars; any other is a blank line.
+            self._emit([("│ " * (depth - 1) + "│", self._bar)] if depth else [])
             return
         c = stripped[0]
         if c == "|":
+            if self._table and depth != self._table_depth:
+                self._flush_table()
             self._kind = "table"
+            self._table_depth = depth
             self._table_line = list(stripped)
             return
         if not final and len(stripped) < 3 and c in "`~" and set(stripped) == {c}:
@@ -429,10 +222,16 @@ class MarkdownWriter:
             assert fence is not None
             info = stripped[fence.end() :]
             if c == "`" and "`" in info:
-                self._start_inline(stripped, indent, [], None)
+                self._start_inline(stripped, self._indented(bars, indent), depth)
                 return
             self._fence = fence.group()
-            self._fence_row(line)
+            self._fence_depth = depth
+            self._prefix = bars
+            language = info.split()[0].strip("{}.") if info.split() else ""
+            self._code = CodeHighlighter(
+                language, self._base, self._escape, colored=self._colored, theme=self._theme
+            )
+            self._fence_row(inner)
             return
         if c == "#":
             heading = re.match(r"(#{1,6})( |$)" if final else r"(#{1,6}) ", stripped)
@@ -442,55 +241,67 @@ class MarkdownWriter:
                 level = len(heading.group(1))
                 fg = MAGENTA if level <= 2 else None
                 attrs = BOLD | (UNDERLINE if level == 1 else 0)
-                prefix = [(heading.group(1) + " ", self._base.plus(DIM, fg))]
+                prefix = [*bars, (heading.group(1) + " ", self._base.plus(DIM, fg))]
                 self._start_inline(
-                    stripped[heading.end() :], 0, prefix, self._base.plus(attrs, fg), rest=[]
+                    stripped[heading.end() :], prefix, depth,
+                    base=self._base.plus(attrs, fg), rest=bars,
                 )
                 return
-        elif c == ">":
-            if not final and len(stripped) == 1:
-                return
-            content = stripped[1:]
-            if content.startswith(" "):
-                content = content[1:]
-            bar = [("│ ", self._base.plus(DIM, GREY))]
-            self._start_inline(content, indent, bar, self._base.plus(ITALIC), rest=bar)
-            return
         elif c in "-*_+":
             if set(stripped) <= {c, " "}:
                 if not final:
                     return
                 if c != "+" and stripped.count(c) >= 3:
                     self._kind = "done"
-                    rule = "─" * max(1, min(self._layout.width, 80) - indent)
-                    self._emit([(" " * indent + rule, self._base.plus(DIM, GREY))])
+                    width = min(self._layout.width, 80) - indent - row_width(bars)
+                    rule = (" " * indent + "─" * max(1, width), self._bar)
+                    self._emit([*bars, rule])
                     return
             if c in "-*+" and stripped[1:2] in (" ", ""):
-                self._start_item("•", stripped[2:], indent)
+                self._start_item("•", stripped[2:], indent, bars, depth)
                 return
         elif c.isdigit():
             item = re.match(r"(\d{1,9}[.)])( |$)" if final else r"(\d{1,9}[.)]) ", stripped)
             if item is not None:
-                self._start_item(item.group(1), stripped[item.end() :], indent)
+                self._start_item(item.group(1), stripped[item.end() :], indent, bars, depth)
                 return
             if not final and re.fullmatch(r"\d{1,9}[.)]?", stripped):
                 return
-        self._start_inline(stripped, indent, [], None)
+        self._start_inline(stripped, self._indented(bars, indent), depth)
 
-    def _decide_in_fence(self, line: str, final: bool) -> None:
+    def _indented(self, bars: Row, indent: int) -> Row:
+        indent = min(indent, self._layout.width // 3)
+        return [*bars, (" " * indent, self._base)] if indent else bars
+
+    def _decide_in_fence(self, line: str, *, final: bool) -> bool:
+        """Decide a line inside a fenced block; ``False`` if the block ended before it."""
+        at = 0
+        for _ in range(self._fence_depth):
+            marker = _QUOTE_MARKER.match(line, at)
+            if marker is None:
+                if not final and _QUOTE_MARKER.match(line + ">", at) is not None:
+                    return True  # Maybe a marker still: wait for more.
+                # Fewer quote markers than the fence had: the quote, and the
+                # code in it, ended.
+                self._fence = ""
+                return False
+            at = marker.end()
+        code = line[at:]
         fence_char = self._fence[0]
-        candidate = re.fullmatch(" {0,3}" + re.escape(fence_char) + "* *", line)
+        candidate = re.fullmatch(" {0,3}" + re.escape(fence_char) + "* *", code)
         if candidate is not None and not final:
-            return
-        if candidate is not None and line.strip().startswith(self._fence):
-            self._fence_row(line)
+            return True
+        if candidate is not None and code.strip().startswith(self._fence):
+            self._fence_row(code)
             self._fence = ""
-            return
-        self._start_code(line)
+            return True
+        self._kind = "code"
+        self._code_line = list(code)
+        return True
 
     def _fence_row(self, line: str) -> None:
         self._kind = "done"
-        wrapper = Wrapper(self._layout, self._emit, hard=True)
+        wrapper = Wrapper(self._layout, self._emit, first_prefix=self._prefix, nowrap=True)
         style = self._base.plus(DIM, GREY)
         for ch in line:
             form = visible_form(ch) if ch != "\t" else " "
@@ -498,43 +309,30 @@ class MarkdownWriter:
                 wrapper.push(f, self._escape if form and ch != "\t" else style)
         wrapper.end()
 
-    def _start_code(self, line: str) -> None:
-        self._kind = "code"
-        self._wrapper = Wrapper(self._layout, self._code_row, hard=True)
-        for ch in line:
-            self._dispatch(ch)
-
-    def _code_row(self, row: Row) -> None:
-        # A blank line inside code is kept as it is, never collapsed.
-        self._emit(row or [("", self._base)])
-
-    def _start_item(self, bullet: str, content: str, indent: int) -> None:
+    def _start_item(self, bullet: str, content: str, indent: int, bars: Row, depth: int) -> None:
         indent = min(indent, self._layout.width // 3)
         style = self._base.plus(BOLD, CYAN)
-        first: Row = [(" " * indent, self._base), (bullet, style), (" ", self._base)]
-        rest: Row = [(" " * (indent + text_width(bullet) + 1), self._base)]
-        self._start_inline(content, 0, first, None, rest=rest)
+        first: Row = [*bars, (" " * indent, self._base), (bullet, style), (" ", self._base)]
+        rest: Row = [*bars, (" " * (indent + text_width(bullet) + 1), self._base)]
+        self._start_inline(content, first, depth, rest=rest)
 
     def _start_inline(
         self,
         content: str,
-        indent: int,
         prefix: Row,
-        base: Style | None,
+        depth: int,
         *,
+        base: Style | None = None,
         rest: Row | None = None,
     ) -> None:
-        indent = min(indent, self._layout.width // 3)
-        if indent:
-            prefix = [(" " * indent, self._base), *prefix]
-        if rest is None:
-            rest = prefix
-        elif indent:
-            rest = [(" " * indent, self._base), *rest]
+        """Read the rest of the line as inline markdown (quoted text in italics)."""
+        if base is None:
+            base = self._base.plus(ITALIC) if depth else self._base
         self._kind = "inline"
+        rest = prefix if rest is None else rest
         wrapper = Wrapper(self._layout, self._emit, first_prefix=prefix, rest_prefix=rest)
         self._wrapper = wrapper
-        self._inline = InlineMarkdown(wrapper.push, base or self._base)
+        self._inline = InlineMarkdown(wrapper.push, base, marks=not self._colored)
         for ch in content:
             self._dispatch(ch)
 
@@ -544,104 +342,68 @@ class MarkdownWriter:
         if not self._table:
             return
         lines, self._table = self._table, []
-        rows = [_split_cells(line) for line in lines]
-        if len(rows) < 2 or not all(_DELIMITER_CELL.fullmatch(c) for c in rows[1]):
+        # This runs while the line after the table is being decided: it must
+        # leave that line's state alone.
+        depth = self._table_depth
+        bars = self._bars(depth)
+        marks = not self._colored
+        base = self._base.plus(ITALIC) if depth else self._base
+        if not is_table(lines):
             for line in lines:
-                self._start_inline(line.strip(), 0, [], None)
-                self._newline()
+                wrapper = Wrapper(self._layout, self._emit, first_prefix=bars, rest_prefix=bars)
+                inline = InlineMarkdown(wrapper.push, base, marks=marks)
+                for ch in line.strip():
+                    form = visible_form(ch) if ch != "\t" else None
+                    if form is None:
+                        inline.feed(" " if ch == "\t" else ch)
+                    else:
+                        inline.feed_visible(form)
+                inline.end()
+                wrapper.end()
             return
-        aligns = [_alignment(cell) for cell in rows[1]]
-        body = [rows[0], *rows[2:]]
-        ncols = max(len(r) for r in body)
-        aligns += ["l"] * (ncols - len(aligns))
-        styled = [
-            [self._cell_chars(r[i] if i < len(r) else "", bold=n == 0) for i in range(ncols)]
-            for n, r in enumerate(body)
-        ]
-        widths = [
-            max(3, *(sum(_w(ch) for ch, _ in row[i]) for row in styled)) for i in range(ncols)
-        ]
-        budget = self._layout.width - 3 * (ncols - 1)
-        if budget < 3 * ncols:
-            # Too many columns for this terminal: show the rows as they came.
-            for line in lines:
-                self._start_code(line.strip())
-                self._newline()
-            return
-        while sum(widths) > budget:
-            widest = max(range(ncols), key=widths.__getitem__)
-            widths[widest] -= 1
-        sep_style = self._base.plus(DIM, GREY)
-        for n, row in enumerate(styled):
-            cells = [self._wrap_cell(chars, widths[i]) for i, chars in enumerate(row)]
-            height = max(len(c) for c in cells)
-            for k in range(height):
-                out: Row = []
-                for i, cell in enumerate(cells):
-                    if i:
-                        out.append((" │ ", sep_style))
-                    part = cell[k] if k < len(cell) else []
-                    pad = widths[i] - sum(text_width(t) for t, _ in part)
-                    left = pad if aligns[i] == "r" else pad // 2 if aligns[i] == "c" else 0
-                    if left:
-                        out.append((" " * left, self._base))
-                    out.extend(part)
-                    if pad - left and i < ncols - 1:
-                        out.append((" " * (pad - left), self._base))
-                self._emit(out)
-            if n == 0:
-                self._emit([("─┼─".join("─" * w for w in widths), sep_style)])
-
-    def _cell_chars(self, text: str, *, bold: bool) -> list[tuple[str, Style]]:
-        chars: list[tuple[str, Style]] = []
-        base = self._base.plus(BOLD) if bold else self._base
-        inline = InlineMarkdown(lambda ch, st: chars.append((ch, st)), base)
-        for ch in text.replace("\\|", "|"):
-            form = visible_form(ch) if ch != "\t" else None
-            if form is None:
-                inline.feed(" " if ch == "\t" else ch)
-            else:
-                inline.feed_visible(form)
-        inline.end()
-        return chars
-
-    @staticmethod
-    def _wrap_cell(chars: list[tuple[str, Style]], width: int) -> list[Row]:
-        rows: list[Row] = []
-        wrapper = Wrapper(Layout(width), rows.append)
-        for ch, style in chars:
-            wrapper.push(ch, style)
-        wrapper.end()
-        return rows
+        rows = table_rows(lines, self._layout.width - row_width(bars), base, marks=marks)
+        if rows is None:
+            # Too wide for this terminal: the rows as they came, unbroken.
+            raw = CodeHighlighter("", self._base, self._escape, colored=False, theme="")
+            rows = [raw.line(line.strip()) for line in lines]
+        for row in rows:
+            self._emit([*bars, *row])
 
     # -- preview ----------------------------------------------------------
 
     def preview(self, limit: int) -> list[Row]:
-        """Up to ``limit`` rows showing what is not finished yet (changes nothing)."""
+        """Up to ``limit`` rows showing what is not finished yet (changes nothing).
+
+        A row may be wider than the terminal (code): the caller cuts it.
+        """
+        if limit <= 0:
+            return []
         rows: list[Row] = []
         raw = self._base.plus(DIM)
+        cells = limit * self._layout.width
         for line in self._table[-limit:]:
-            rows.extend(self._raw_rows(line[: self._layout.width], raw)[:1])
+            rows.append(self._raw_row(line[:cells], raw))
         if self._kind is None and self._line:
-            rows.extend(self._raw_rows("".join(self._line), self._base))
+            rows.append(self._raw_row("".join(self._line[-cells:]), self._base))
         elif self._kind == "table":
-            current = self._table_line[: self._layout.width]
-            rows.extend(self._raw_rows("".join(current), raw)[:1])
+            rows.append(self._raw_row("".join(self._table_line[-cells:]), raw))
+        elif self._kind == "code":
+            assert self._code is not None
+            code = self._code_line
+            # Lexed whole while it is short enough; otherwise only what shows.
+            text = "".join(code if len(code) <= MAX_LEXED_LINE else code[-cells:])
+            rows.append(self._prefix + self._code.preview(text))
         elif self._wrapper is not None:
             held = self._inline.held() if self._inline is not None else []
             rows.extend(self._wrapper.preview(held))
-        return rows[-limit:] if limit > 0 else []
+        return rows[-limit:]
 
-    def _raw_rows(self, text: str, style: Style) -> list[Row]:
-        rows: list[Row] = []
-        wrapper = Wrapper(self._layout, rows.append, hard=True)
+    def _raw_row(self, text: str, style: Style) -> Row:
+        row: Row = []
+        wrapper = Wrapper(self._layout, row.extend, nowrap=True)
         for ch in text:
             form = visible_form(ch)
             for f in form or ch:
                 wrapper.push(f, self._escape if form else style)
         wrapper.end()
-        return rows
-
-
-def _w(ch: str) -> int:
-    return text_width(ch)
+        return row

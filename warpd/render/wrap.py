@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from wcwidth import wcwidth
 
-from warpd.render.style import Row, Style
+from warpd.render.style import PLAIN, Row, Segment, Style
 
 _widths: dict[str, int] = {}
 
@@ -82,8 +82,13 @@ class Wrapper:
     Rows are final as soon as they are emitted: a row is emitted only once the
     text after it is known not to fit on it, so wrapping a prefix of a line
     emits the same rows as wrapping the whole line, and the work per character
-    is O(1) amortised. Words longer than a row are split; with ``hard`` every
-    character (spaces included) is kept and rows split anywhere (code).
+    is O(1) amortised.
+
+    A word wider than a row is never cut (a newline inside a URL or an
+    identifier breaks it for whoever copies it): it gets a row of its own,
+    which the terminal soft-wraps. ``split_long`` cuts such words instead
+    (table cells, which must keep to their column). With ``nowrap`` the line
+    is one row whatever its width, every character kept (code, JSON).
 
     Call :meth:`push` per character, :meth:`end` at the end of the line;
     emitted rows (prefixes included) go to ``emit``. :meth:`preview` shows the
@@ -97,7 +102,8 @@ class Wrapper:
         "_first_w",
         "_rest",
         "_rest_w",
-        "_hard",
+        "_nowrap",
+        "_split_long",
         "_row",
         "_row_w",
         "_gap",
@@ -114,7 +120,8 @@ class Wrapper:
         *,
         first_prefix: Row | None = None,
         rest_prefix: Row | None = None,
-        hard: bool = False,
+        nowrap: bool = False,
+        split_long: bool = False,
     ) -> None:
         self._layout = layout
         self._emit = emit
@@ -122,7 +129,8 @@ class Wrapper:
         self._rest: Row = rest_prefix if rest_prefix is not None else []
         self._first_w = sum(text_width(t) for t, _ in self._first)
         self._rest_w = sum(text_width(t) for t, _ in self._rest)
-        self._hard = hard
+        self._nowrap = nowrap
+        self._split_long = split_long
         self._row: list[Cell] = []
         self._row_w = 0
         self._gap: list[Cell] = []
@@ -137,7 +145,12 @@ class Wrapper:
 
     def push(self, ch: str, style: Style) -> None:
         """Add one character (neutralised, not a newline) to the line."""
-        if ch == " " and not self._hard:
+        if self._nowrap:
+            width = char_width(ch)
+            self._word.append((ch, style, width))
+            self._word_w += width
+            return
+        if ch == " ":
             if self._word:
                 self._place_word()
             if not self._row:
@@ -155,6 +168,16 @@ class Wrapper:
                 self._flush_row()
             return
         width = char_width(ch)
+        if width == 2:
+            # Wide characters (CJK, emoji) are words of their own: a line may
+            # break before or after any of them, as CJK text is broken.
+            if self._word:
+                self._place_word()
+            self._word.append((ch, style, width))
+            self._word_w += width
+            self._fit()
+            self._place_word()
+            return
         self._word.append((ch, style, width))
         self._word_w += width
         self._fit()
@@ -165,7 +188,7 @@ class Wrapper:
             if self._row and self._row_w + self._gap_w + self._word_w > avail:
                 self._flush_row()
                 continue
-            if not self._row and self._word_w > avail:
+            if self._split_long and not self._row and self._word_w > avail:
                 taken = 0
                 split = 0
                 for _, _, w in self._word:
@@ -190,31 +213,9 @@ class Wrapper:
         self._word, self._word_w = [], 0
 
     def _flush_row(self) -> None:
-        cells, width = self._row, self._row_w
+        cells = self._row
         self._row, self._row_w = [], 0
         self._gap, self._gap_w = [], 0
-        avail = self._avail()
-        if width > avail:
-            cells = self._split_wide(cells, avail)
-        self._emit_cells(cells)
-
-    def _split_wide(self, cells: list[Cell], avail: int) -> list[Cell]:
-        """Emit all but the last row of ``cells``; return the last."""
-        # After a resize to a narrower terminal the row may be too wide.
-        while sum(w for _, _, w in cells) > avail and len(cells) > 1:
-            taken = 0
-            split = 0
-            for _, _, w in cells:
-                if taken + w > avail and split:
-                    break
-                taken += w
-                split += 1
-            self._emit_cells(cells[:split])
-            cells = cells[split:]
-            avail = self._avail()
-        return cells
-
-    def _emit_cells(self, cells: list[Cell]) -> None:
         prefix = self._first if self._rows_out == 0 else self._rest
         self._rows_out += 1
         self._emit(prefix + cells_to_row(cells))
@@ -227,15 +228,29 @@ class Wrapper:
             self._flush_row()
         self._rows_out = 0
 
-    def preview(self, extra: list[tuple[str, Style]] | None = None) -> list[Row]:
-        """The rows the unfinished row (plus ``extra`` characters) would make now."""
+    def preview(
+        self, extra: list[tuple[str, Style]] | None = None, *, max_cells: int = 0
+    ) -> list[Row]:
+        """The rows the unfinished row (plus ``extra`` characters) would make now.
+
+        With ``nowrap`` and ``max_cells``, only the last ``max_cells`` cells
+        of the line are shown (after an ellipsis): the tail cannot show more,
+        and a line of code can be long.
+        """
+        if self._nowrap:
+            cells = self._word
+            if max_cells and self._word_w > max_cells:
+                cells = _last_cells(cells, max_cells - 1)
+                cells.insert(0, ("…", cells[0][1] if cells else PLAIN, 1))
+            row = cells_to_row(cells + [(ch, st, char_width(ch)) for ch, st in extra or ()])
+            return [(self._first if self._rows_out == 0 else self._rest) + row]
         rows: list[Row] = []
         clone = Wrapper.__new__(Wrapper)
         clone._layout = self._layout
         clone._emit = rows.append
         clone._first, clone._first_w = self._first, self._first_w
         clone._rest, clone._rest_w = self._rest, self._rest_w
-        clone._hard = self._hard
+        clone._nowrap, clone._split_long = False, self._split_long
         clone._row, clone._row_w = list(self._row), self._row_w
         clone._gap, clone._gap_w = list(self._gap), self._gap_w
         clone._word, clone._word_w = list(self._word), self._word_w
@@ -255,6 +270,73 @@ class Wrapper:
     def started(self) -> bool:
         """Whether the line has any content or emitted rows yet."""
         return bool(self._rows_out or self._row or self._word or self._gap)
+
+
+def _last_cells(cells: list[Cell], width: int) -> list[Cell]:
+    """The cells at the end of ``cells`` that fit in ``width``."""
+    taken = 0
+    start = len(cells)
+    while start > 0 and taken + cells[start - 1][2] <= width:
+        start -= 1
+        taken += cells[start][2]
+    return cells[start:]
+
+
+def row_width(row: Row) -> int:
+    """Cells ``row`` takes (more than the terminal's width when it soft-wraps)."""
+    return sum(text_width(text) for text, _ in row)
+
+
+def split_row(row: Row, width: int) -> list[Row]:
+    """``row`` cut into screen rows of at most ``width`` cells (a wide character never straddles).
+
+    For the live tail, which is erased and repainted and so must know exactly
+    how many rows it takes: terminals differ on where they wrap a row that
+    ends in half a wide character, so the tail never leaves it to them.
+    """
+    if row_width(row) <= width:
+        return [row]
+    rows: list[Row] = []
+    cells: list[Cell] = []
+    used = 0
+    for text, style in row:
+        for ch in text:
+            cw = char_width(ch)
+            if used + cw > width and cells:
+                rows.append(cells_to_row(cells))
+                cells, used = [], 0
+            cells.append((ch, style, cw))
+            used += cw
+    rows.append(cells_to_row(cells))
+    return rows
+
+
+def cut_left(row: Row, width: int) -> Row:
+    """The end of ``row`` in at most ``width`` cells, an ellipsis first if anything was cut."""
+    if row_width(row) <= width:
+        return row
+    kept: list[Segment] = []
+    used = 1
+    for text, style in reversed(row):
+        tw = text_width(text)
+        if used + tw <= width:
+            kept.append((text, style))
+            used += tw
+            continue
+        part: list[str] = []
+        for ch in reversed(text):
+            cw = char_width(ch)
+            if used + cw > width:
+                break
+            part.append(ch)
+            used += cw
+        if part:
+            kept.append(("".join(reversed(part)), style))
+        break
+    style = kept[-1][1] if kept else PLAIN
+    kept.append(("…", style))
+    kept.reverse()
+    return kept
 
 
 def wrap_row(row: Row, layout: Layout, *, rest_prefix: Row | None = None) -> list[Row]:
