@@ -173,8 +173,17 @@ def redacted_url(url: str) -> str:
     return re.sub(r"^([a-z]+://)([^/@]*:)?[^/@]*@", lambda m: f"{m[1]}{m[2] or ''}***@", url)
 
 
+class SubscribeConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """How ``warpd subscribe`` shows streams (read by the subscriber, not the daemon)."""
+
+    # Post a terminal notification when a stream completes or fails (as --notify).
+    notify: bool = False
+    # The Pygments style highlighted code is drawn in.
+    code_theme: str = "monokai"
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """The whole configuration of a warpd daemon."""
+    """The whole configuration of warpd: the daemon's, and ``[subscribe]`` for subscribers."""
 
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     tcp: TcpConfig = msgspec.field(default_factory=TcpConfig)
@@ -183,6 +192,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    subscribe: SubscribeConfig = msgspec.field(default_factory=SubscribeConfig)
 
 
 def runtime_dir() -> Path:

@@ -1,13 +1,21 @@
-"""Block messages written out as JSON lines or SSE, safe to print on a terminal."""
+"""What ``warpd subscribe`` writes besides rendered blocks: the block messages as
+JSON lines or SSE (safe to print on a terminal), the answers' raw text, and
+terminal notifications."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from warpd.controls import escape_unsafe
 
-__all__ = ["jsonl_writer", "sse_writer", "terminal_safe_json"]
+__all__ = [
+    "NotificationOutput",
+    "jsonl_writer",
+    "sse_writer",
+    "terminal_safe_json",
+    "text_writer",
+]
 
 
 def jsonl_writer(
@@ -62,3 +70,86 @@ def terminal_safe_json(data: bytes) -> bytes:
     text = data.decode("utf-8", "replace")
     safe = escape_unsafe(text, _json_escape)
     return data if safe is text else safe.encode()
+
+
+def text_writer(out: BinaryIO, *, neutralised: bool) -> tuple[
+    Callable[[Any, bytes], None], Callable[[], None]
+]:
+    """``write(message, data)`` and ``close()`` for ``--output text``: the answers' raw text.
+
+    ``neutralised``: the output is a terminal, so control characters in the
+    text are shown, not obeyed (see :mod:`warpd.render.answer`).
+    """
+    from warpd.render.answer import AnswerText
+
+    answer = AnswerText(neutralised=neutralised)
+
+    def emit(text: str) -> None:
+        if text:
+            out.write(text.encode("utf-8", "replace"))
+            out.flush()
+
+    def write(message: Any, data: bytes) -> None:
+        emit(answer.feed(message))
+
+    def close() -> None:
+        emit(answer.close())
+
+    return write, close
+
+
+class NotificationOutput:
+    """Posts a terminal notification when a stream completes or fails (``--notify``).
+
+    The sequence goes to the first of stdout and stderr that is a terminal;
+    ``emit`` (pretty output's, which writes between its updates) is used
+    when that is stdout. The terminal is recognised from the environment
+    (see :mod:`warpd.render.notify`); inside tmux the passthrough form is
+    used. When there is no terminal or no known sequence, :attr:`problem`
+    says why and nothing is sent.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+        emit: Callable[[bytes], None] | None = None,
+    ) -> None:
+        from warpd.render.notify import Notifier, notification_protocol
+
+        self.notifier: Notifier | None = None
+        self.problem = ""
+        self._emit: Callable[[bytes], None] | None = None
+        protocol = notification_protocol(env)
+        if stdout.isatty():
+            self._emit = emit or _writer(stdout)
+        elif stderr.isatty():
+            self._emit = _writer(stderr)
+        if protocol is None:
+            program = env.get("TERM_PROGRAM") or env.get("TERM") or "unknown"
+            self.problem = (
+                f"--notify: no known notification sequence for this terminal ({program}); "
+                "Warp, iTerm2, WezTerm, Ghostty, kitty and foot have one"
+            )
+        elif self._emit is None:
+            self.problem = "--notify: neither stdout nor stderr is a terminal to notify on"
+        else:
+            self.notifier = Notifier(protocol, tmux=bool(env.get("TMUX")))
+
+    def write(self, message: Any, data: bytes = b"") -> None:
+        """Take one message; post the notification it calls for, if any."""
+        if self.notifier is None or self._emit is None:
+            return
+        sequence = self.notifier.feed(message)
+        if sequence:
+            self._emit(sequence.encode())
+
+
+def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        stream.write(data)
+        stream.flush()
+
+    return write

@@ -1,15 +1,19 @@
-"""``warpd subscribe``: follow sessions live — rendered, or as JSON lines or SSE.
+"""``warpd subscribe``: follow sessions live — rendered, as JSON lines or SSE,
+or as the answers' raw text.
 
 A daemon that is not up yet is waited for (``--no-wait`` fails instead);
 until the first stream a "waiting for streams" line says it is connected.
 It reconnects when the connection drops and resumes where it stood (the
-daemon's epoch and the last seq per session).
+daemon's epoch and the last seq per session). With ``--notify`` (or
+``[subscribe] notify``), the terminal posts a notification when a stream
+completes or fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,9 +24,10 @@ from websockets.exceptions import ConnectionClosed
 
 from warpd.address import Address, client_address
 from warpd.cli.options import add_connect_argument, non_negative
-from warpd.cli.output import jsonl_writer, sse_writer
+from warpd.cli.output import NotificationOutput, jsonl_writer, sse_writer, text_writer
 from warpd.client.connection import connect
-from warpd.errors import ClientError, DaemonUnavailable
+from warpd.config import SubscribeConfig, load_config
+from warpd.errors import ClientError, DaemonUnavailable, UserError
 from warpd.protocol import (
     BlocksMessage,
     ErrorMessage,
@@ -49,12 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output",
-        choices=("pretty", "jsonl", "sse"),
+        choices=("pretty", "jsonl", "sse", "text"),
         help="pretty: rendered blocks (the default on a terminal; plain text elsewhere); "
-        "jsonl, sse: the block messages (the default when not a terminal: jsonl)",
+        "jsonl, sse: the block messages (the default when not a terminal: jsonl); "
+        "text: the answers' raw markdown as it streams, nothing else",
     )
     parser.add_argument(
         "--no-color", action="store_true", help="pretty output without colours (also NO_COLOR)"
+    )
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="post a terminal notification when a stream completes or fails "
+        "(Warp, iTerm2, WezTerm, Ghostty, kitty, foot; also [subscribe] notify)",
     )
     parser.add_argument(
         "--once", action="store_true", help="exit after the first stream completes"
@@ -95,20 +107,68 @@ class _Resume:
 async def _subscribe(args: argparse.Namespace, address: Address, sessions: list[str]) -> int:
     out = sys.stdout.buffer
     output = args.output or ("pretty" if out.isatty() else "jsonl")
+    config = load_config().subscribe
     if output != "pretty":
-        # jsonl lines carry their receive time, for `warpd play`.
-        write = sse_writer(out) if output == "sse" else jsonl_writer(out, received=time.time)
-        return await _subscription(
-            args, address, sessions, write, _note_on_stderr, _waiting_on_stderr
-        )
-    # The renderer (and wcwidth) only for pretty output.
+        close: Callable[[], None] = _nothing
+        if output == "text":
+            write, close = text_writer(out, neutralised=out.isatty())
+        elif output == "sse":
+            write = sse_writer(out)
+        else:
+            # jsonl lines carry their receive time, for `warpd play`.
+            write = jsonl_writer(out, received=time.time)
+        write = _with_notifications(args, config, write, None)
+        try:
+            return await _subscription(
+                args, address, sessions, write, _note_on_stderr, _waiting_on_stderr
+            )
+        finally:
+            close()
+    # The renderer (and wcwidth, Pygments) only for pretty output.
+    from warpd.render.code import theme_exists
     from warpd.terminal import PrettyOutput, no_color_requested
 
-    async with PrettyOutput(out, no_color=no_color_requested(args.no_color)) as pretty:
+    if not theme_exists(config.code_theme):
+        raise UserError(
+            f"config.toml [subscribe] code_theme: no Pygments style named {config.code_theme!r} "
+            "(`pygmentize -L styles` lists them)"
+        )
+    async with PrettyOutput(
+        out, no_color=no_color_requested(args.no_color), sessions=sessions,
+        theme=config.code_theme,
+    ) as pretty:
+        write = _with_notifications(args, config, pretty.write, pretty.emit_raw)
         # Our own lines go through the renderer, above its live tail.
         return await _subscription(
-            args, address, sessions, pretty.write, pretty.note, pretty.waiting
+            args, address, sessions, write, pretty.note, pretty.waiting
         )
+
+
+def _nothing() -> None:
+    pass
+
+
+def _with_notifications(
+    args: argparse.Namespace,
+    config: SubscribeConfig,
+    write: Callable[[Any, bytes], None],
+    emit: Callable[[bytes], None] | None,
+) -> Callable[[Any, bytes], None]:
+    """``write``, plus notifications when --notify (or the config) asks for them."""
+    if not (args.notify or config.notify):
+        return write
+    notifications = NotificationOutput(
+        os.environ, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer, emit=emit
+    )
+    if notifications.problem:
+        _note_on_stderr(notifications.problem)
+        return write
+
+    def write_and_notify(message: Any, data: bytes) -> None:
+        write(message, data)
+        notifications.write(message, data)
+
+    return write_and_notify
 
 
 def _note_on_stderr(text: str) -> None:
