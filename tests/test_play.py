@@ -110,22 +110,23 @@ def test_play_errors_are_one_line(
     assert len(result.stderr.decode().strip().splitlines()) == 1
 
 
-def test_play_of_a_stream_with_a_bad_event_shows_it_and_fails(daemon: Daemon) -> None:
-    """What decodes is shown, then the error block, as a daemon would give it; the
-    reason is also one line on stderr, and the status is 1, as with `warpd convert`."""
+def test_play_of_a_stream_with_a_bad_event_shows_it_as_convert_does(daemon: Daemon) -> None:
+    """An irregular event is skipped and shown as an input error block, as a daemon
+    would; the stream goes on (status 0). Input where every event was irregular has
+    no stream in it: shown, then said on stderr, status 1 — as push and convert."""
     good = (b'data: {"choices":[{"index":0,"delta":{"content":"Hello"},'
             b'"finish_reason":null}]}\n\n')
-    for data, shown in ((b'{"foo": 1}\n', None), (good + b"data: {oops\n\n", "Hello")):
-        result = daemon.run("play", data=data)
-        assert result.returncode == 1, result
-        err = result.stderr.decode()
-        assert len(err.strip().splitlines()) == 1, err
-        frame, line = (1, 1) if shown is None else (2, 3)
-        assert err.startswith(f"warpd play: frame {frame}: line {line}: "), err
-        out = result.stdout.decode()
-        assert f"line {line}: " in out, out
-        if shown is not None:
-            assert shown in out
+    result = daemon.run("play", data=good + b"data: {oops\n\n")
+    assert result.returncode == 0, result
+    out = result.stdout.decode()
+    assert "Hello" in out and "input error (invalid-json)" in out, out
+    for run in (daemon.run("play", data=b'{"foo": 1}\n'),
+                daemon.run("convert", data=b'{"foo": 1}\n')):
+        assert run.returncode == 1, run
+        last = run.stderr.decode().strip().splitlines()[-1]
+        assert "no stream in the input: every event in it was irregular" in last, last
+    shown = daemon.run("play", data=b'{"foo": 1}\n').stdout.decode()
+    assert "input error (unknown-format)" in shown
 
 
 def test_play_of_a_missing_file_says_so_even_with_a_slash(daemon: Daemon) -> None:

@@ -267,6 +267,13 @@ _server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(Serv
 _control_decoder = msgspec.json.Decoder(ProducerControl)
 
 
+def only_input_errors(message: StreamMessage) -> bool:
+    """Whether a stream's message holds nothing but input errors: the warnings of
+    events that were skipped (``error.source == "input"``), no answer at all."""
+    blocks = message.blocks
+    return bool(blocks) and all(b.error is not None and b.error.source == "input" for b in blocks)
+
+
 def encode(message: msgspec.Struct) -> bytes:
     """Encode any protocol Struct to JSON bytes with the process's one encoder."""
     return _encoder.encode(message)

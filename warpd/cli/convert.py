@@ -13,7 +13,7 @@ from warpd.controls import backslash_escaped
 from warpd.errors import InputError, UserError
 from warpd.ingest import FORMATS
 from warpd.ingest.convert import convert
-from warpd.protocol import WarningMessage, encode
+from warpd.protocol import BlocksMessage, WarningMessage, encode, only_input_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the block messages on stdout; warnings on stderr, one line each, as they come."""
     config = load_config()
     out = sys.stdout.buffer
-    written = 0
+    finals: list[BlocksMessage] = []
 
     def warn(warning: WarningMessage, line: int) -> None:
         out.flush()
@@ -65,11 +65,14 @@ def run(args: argparse.Namespace) -> int:
                 on_warning=warn,
             ):
                 out.write(terminal_safe_json(encode(message)) + b"\n")
-                written += 1
+                if message.complete and not message.streaming:
+                    finals.append(message)
         except InputError as exc:
             out.flush()
             raise UserError(str(exc)) from None
     out.flush()
-    if not written:
+    if not finals:
         raise UserError("no stream in the input")
+    if all(only_input_errors(final) for final in finals):
+        raise UserError("no stream in the input: every event in it was irregular (see above)")
     return 0

@@ -20,7 +20,7 @@ from typing import Any
 from warpd.cli.input import open_input, read_chunks
 from warpd.errors import InputError, UserError
 from warpd.ingest import FORMATS
-from warpd.protocol import check_session_name
+from warpd.protocol import StreamMessage, check_session_name, only_input_errors
 from warpd.recording import (
     MAX_GAP_SECONDS,
     STEADY_SECONDS,
@@ -115,7 +115,7 @@ async def _play(args: argparse.Namespace, records: Iterator[Record[Any]]) -> int
 
     out = sys.stdout.buffer
     clock = PlaybackClock(args.speed)
-    shown = 0
+    finals: list[StreamMessage] = []
     async with PrettyOutput(
         out, no_color=no_color_requested(args.no_color), clock=clock.now
     ) as pretty:
@@ -125,9 +125,12 @@ async def _play(args: argparse.Namespace, records: Iterator[Record[Any]]) -> int
                     await asyncio.sleep(delay)
                 clock.shown(recorded, getattr(message, "created", None))
                 pretty.write(message)
-                shown += 1
+                if isinstance(message, StreamMessage) and message.complete:
+                    finals.append(message)
         except InputError as exc:
             raise UserError(str(exc)) from None
-    if not shown:
+    if not finals:
         raise UserError("no stream in the input")
+    if all(only_input_errors(final) for final in finals):
+        raise UserError("no stream in the input: every event in it was irregular (shown above)")
     return 0

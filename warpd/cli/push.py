@@ -35,6 +35,7 @@ from warpd.protocol import (
     WarningMessage,
     decode_server_message,
     encode_control,
+    only_input_errors,
 )
 
 # The exit status for how the pushed stream(s) ended (the worst of them).
@@ -166,16 +167,10 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
         await ws.close()
     if not end.streams:
         raise UserError("no stream in the input")
-    if all(_only_input_errors(final) for final in finals):
+    if all(only_input_errors(final) for final in finals):
         raise UserError("no stream in the input: every event in it was irregular (see above)")
     verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
     return EXIT_STATUS[push_outcome(finals)]
-
-
-def _only_input_errors(final: BlocksMessage) -> bool:
-    """Whether a stream holds nothing but the warnings of events that were skipped."""
-    blocks = final.blocks
-    return bool(blocks) and all(b.error is not None and b.error.source == "input" for b in blocks)
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
