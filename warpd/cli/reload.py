@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import msgspec
-from websockets.exceptions import ConnectionClosed
-
-from warpd.address import Address, client_address
+from warpd.address import client_address
 from warpd.cli.options import add_connect_argument
-from warpd.client.connection import connect
+from warpd.client.connection import ask
 from warpd.errors import ClientError
-from warpd.protocol import ReloadMessage, decode_server_message
+from warpd.protocol import ReloadMessage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,22 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     address = client_address(args.connect)
-    reply = asyncio.run(ask_reload(address))
+    reply = asyncio.run(ask(address, "/reload", ReloadMessage))
     if not reply.ok:
         raise ClientError(reply.message)
     print(f"warpd (pid {reply.pid}): {reply.message}")
     return 0
-
-
-async def ask_reload(address: Address) -> ReloadMessage:
-    """The daemon's answer to ``/reload``; ClientError when there is none."""
-    ws = await connect(address, "/reload")
-    try:
-        message = decode_server_message(await ws.recv())
-    except (ConnectionClosed, msgspec.DecodeError) as exc:
-        raise ClientError(f"no answer from the daemon at {address}: {exc}") from None
-    finally:
-        await ws.close()
-    if not isinstance(message, ReloadMessage):
-        raise ClientError(f"unexpected reply from the daemon at {address}: {message!r}"[:200])
-    return message

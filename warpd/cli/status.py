@@ -6,14 +6,10 @@ import argparse
 import asyncio
 import sys
 
-import msgspec
-from websockets.exceptions import ConnectionClosed
-
-from warpd.address import Address, client_address
+from warpd.address import client_address
 from warpd.cli.options import add_connect_argument
-from warpd.client.connection import connect
-from warpd.errors import ClientError
-from warpd.protocol import StatusMessage, decode_server_message, encode
+from warpd.client.connection import ask
+from warpd.protocol import StatusMessage, encode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     address = client_address(args.connect)
-    status = asyncio.run(fetch_status(address))
+    status = asyncio.run(ask(address, "/status", StatusMessage))
     if args.json:
         sys.stdout.buffer.write(encode(status) + b"\n")
         return 0
@@ -66,17 +62,3 @@ def run(args: argparse.Namespace) -> int:
                   f" resyncs {sub['resyncs']},"
                   f" dropped {sub['dropped']}{', BEHIND' if sub['behind'] else ''}")
     return 0
-
-
-async def fetch_status(address: Address) -> StatusMessage:
-    """The status the daemon at ``address`` answers on ``/status``; ClientError otherwise."""
-    ws = await connect(address, "/status")
-    try:
-        message = decode_server_message(await ws.recv())
-    except (ConnectionClosed, msgspec.DecodeError) as exc:
-        raise ClientError(f"no status from the daemon at {address}: {exc}") from None
-    finally:
-        await ws.close()
-    if not isinstance(message, StatusMessage):
-        raise ClientError(f"unexpected reply from the daemon at {address}: {message!r}"[:200])
-    return message

@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from warpd.address import Address
 from warpd.config import default_token_path, load_config
 from warpd.errors import ClientError, ConfigError, DaemonUnavailable
+from warpd.protocol import decode_server_message
 from warpd.tokens import read_token, validate_token
 
 
@@ -101,3 +103,24 @@ async def connect(address: Address, target: str, **options: Any) -> ClientConnec
         ) from None
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         raise DaemonUnavailable(f"cannot connect to warpd at {address}: {exc}") from None
+
+
+Reply = TypeVar("Reply", bound=msgspec.Struct)
+
+
+async def ask(address: Address, target: str, reply: type[Reply]) -> Reply:
+    """The daemon's one answer on ``target`` (``/status``, ``/reload``), of type ``reply``.
+
+    Raises what :func:`connect` raises, and :class:`ClientError` when the
+    daemon closes without an answer or answers something else.
+    """
+    ws = await connect(address, target)
+    try:
+        message = decode_server_message(await ws.recv())
+    except (ConnectionClosed, msgspec.DecodeError) as exc:
+        raise ClientError(f"no answer on {target} from the daemon at {address}: {exc}") from None
+    finally:
+        await ws.close()
+    if not isinstance(message, reply):
+        raise ClientError(f"unexpected reply from the daemon at {address}: {message!r}"[:200])
+    return message
