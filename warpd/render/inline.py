@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Callable
 
 from warpd.render.style import BLUE, BOLD, DIM, ITALIC, REVERSE, STRIKE, UNDERLINE, YELLOW, Style
-from warpd.render.untrusted import safe_link_target
+from warpd.render.untrusted import safe_link_target, visible_form
 
 # A ``[`` or ``<`` that has not become a link after this many characters is literal.
 LINK_LIMIT = 500
@@ -148,6 +148,18 @@ class InlineMarkdown:
             self._url = [ch]
         else:
             self._emit(ch)
+
+    def feed_untrusted(self, ch: str) -> None:
+        """Add one character of LLM text: a tab as a space, a control (or anything
+        :func:`~warpd.render.untrusted.visible_form` names) in its visible form."""
+        if ch == "\t":
+            self.feed(" ")
+            return
+        form = visible_form(ch)
+        if form is None:
+            self.feed(ch)
+        else:
+            self.feed_visible(form)
 
     def feed_visible(self, form: str) -> None:
         """Add a character that must be shown as ``form`` (a neutralised control)."""

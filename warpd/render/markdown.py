@@ -140,16 +140,8 @@ class MarkdownWriter:
         elif kind == "table":
             self._table_line.append(ch)
         elif kind == "inline":
-            inline = self._inline
-            assert inline is not None
-            if ch == "\t":
-                inline.feed(" ")
-                return
-            form = visible_form(ch)
-            if form is None:
-                inline.feed(ch)
-            else:
-                inline.feed_visible(form)
+            assert self._inline is not None
+            self._inline.feed_untrusted(ch)
         # kind "done": the line was consumed whole when it was decided.
 
     def _newline(self) -> None:
@@ -353,11 +345,7 @@ class MarkdownWriter:
                 wrapper = Wrapper(self._layout, self._emit, first_prefix=bars, rest_prefix=bars)
                 inline = InlineMarkdown(wrapper.push, base, marks=marks)
                 for ch in line.strip():
-                    form = visible_form(ch) if ch != "\t" else None
-                    if form is None:
-                        inline.feed(" " if ch == "\t" else ch)
-                    else:
-                        inline.feed_visible(form)
+                    inline.feed_untrusted(ch)
                 inline.end()
                 wrapper.end()
             return

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from warpd.render.inline import InlineMarkdown
 from warpd.render.style import BOLD, DIM, GREY, Row, Style
-from warpd.render.untrusted import visible_form
 from warpd.render.wrap import Layout, Wrapper, char_width, row_width
 
 _DELIMITER_CELL = re.compile(r":?-+:?")
@@ -60,11 +59,7 @@ def _cell_lines(text: str, base: Style, *, bold: bool, marks: bool) -> list[Cell
         chars: Cell = []
         inline = InlineMarkdown(_appender(chars), style, marks=marks)
         for ch in part.strip():
-            form = visible_form(ch) if ch != "\t" else None
-            if form is None:
-                inline.feed(" " if ch == "\t" else ch)
-            else:
-                inline.feed_visible(form)
+            inline.feed_untrusted(ch)
         inline.end()
         lines.append(chars)
     return lines
