@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_render import WIDTHS, check_output, clock, render, text_stream
+from tests.test_render import WIDTHS, assemble, check_output, clock, render, text_stream
 from warpd.blocks import BlockAssembler
+from warpd.ingest.deltas import StreamEnd, UpstreamError
 from warpd.protocol import StreamMessage, StreamRequest
 
 
@@ -38,3 +39,21 @@ def test_a_prompt_cannot_act_on_the_terminal() -> None:
 def test_plain_output_shows_it_too() -> None:
     lines, _ = render(asked("Say hi"), 80, plain=True)
     assert "› Say hi" in lines
+
+
+def test_an_answer_that_names_no_model_shows_the_requests() -> None:
+    # A 401 through warpd run: the stream opens with the request, then the
+    # provider's error, which names no model: the header still says what was asked.
+    opened = BlockAssembler("default", "default/1", clock=clock,
+                            request=StreamRequest(model="gpt-4o", prompt="Hi")).announce()
+    opened.seq = 0
+    failed = assemble([[UpstreamError("Incorrect API key provided", code="invalid_api_key")],
+                       [StreamEnd(aborted=True, reason="provider error")]])
+    lines, chunks = render([opened, *failed], 80)
+    check_output(chunks)
+    rule = next(line for line in lines if line.startswith("── default/1"))
+    assert "· gpt-4o ·" in rule
+    # The answer's own model, when it names one, is what the header shows.
+    lines, _ = render(asked("Hi"), 80)
+    rule = next(line for line in lines if line.startswith("── default/1"))
+    assert "· test-model ·" in rule and "gpt-4o" not in rule

@@ -230,8 +230,8 @@ class StreamView:
             return [("  " + neutralise(self.stream) + " done", grey)]
         parts = [neutralise(self.stream)]
         if not on_screen:
-            if self.model:
-                parts.append(neutralise(self.model))
+            if self.shown_model:
+                parts.append(neutralise(self.shown_model))
             parts.append("waiting")
         parts.append(duration(now - self.created))
         if self.first_fragment is not None and now - self.first_fragment > 0.5:
@@ -240,11 +240,20 @@ class StreamView:
         spin = SPINNER[frame % len(SPINNER)] if on_screen else "·"
         return [(spin, Style(0, CYAN)), (" " + " · ".join(parts), grey)]
 
+    @property
+    def shown_model(self) -> str | None:
+        """The model the answer names, else the one the request named (warpd run, proxy):
+        an answer that fails before it says (a 401) still shows what was asked for."""
+        if self.model:
+            return self.model
+        return self.request.model if self.request is not None else None
+
     def _header_rows(self) -> list[Row]:
         grey = Style(DIM, GREY)
         parts: Row = [(neutralise(self.stream), Style(BOLD, BLUE))]
-        if self.model:
-            parts += [(" · ", grey), (neutralise(self.model), Style(0, CYAN))]
+        model = self.shown_model
+        if model:
+            parts += [(" · ", grey), (neutralise(model), Style(0, CYAN))]
         stamp = time.strftime("%H:%M:%S", time.localtime(self.created))
         parts += [(" · ", grey), (stamp, grey)]
         rows = rule_rows(parts, self.layout, grey)
