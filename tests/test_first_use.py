@@ -345,6 +345,9 @@ def test_already_serving_names_the_pid(short_tmp: Path) -> None:
         err = second.stderr.decode()
         assert f"another warpd (pid {first.process.pid}) is already serving at" in err, err
         assert "Traceback" not in err
+        # Only that: not first a complaint that the history file (the first
+        # daemon's) is in use, with advice to move it aside.
+        assert err.count("\n") == 1 and "history" not in err, err
         # The first one's files are still its own.
         assert pid_file(short_tmp / "w.sock").read_text().strip() == str(first.process.pid)
 

@@ -145,12 +145,9 @@ class Server:
         try:
             store = HistoryStore.open(path, config.history, own_dir=not config.history.path)
         except StoreError as exc:
+            # Said once listening: a second `warpd serve` on the same socket
+            # (whose history file the first one holds) says only that.
             self._store_error = str(exc)
-            logger.error(
-                "{}: running with history in memory only (nothing is kept across restarts); "
-                "move the file aside or fix its directory, or set [history] persist = false",
-                exc,
-            )
             return None
         logger.info("history file {}", path)
         return store
@@ -322,6 +319,12 @@ class Server:
                 "stopped without ending them: {}", len(recovered), " ".join(recovered[:20]),
             )
         self.addresses = await self.listeners.start(self.addresses, self._explicit_listen)
+        if self._store_error is not None:
+            logger.error(
+                "{}: running with history in memory only (nothing is kept across restarts); "
+                "move the file aside or fix its directory, or set [history] persist = false",
+                self._store_error,
+            )
 
     async def shutdown(self) -> None:
         """Stop accepting, abort live streams, flush subscribers, close them with 1001.
