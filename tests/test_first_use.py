@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,47 @@ def test_push_whose_stream_the_daemon_cut_off_at_shutdown_exits_5(short_tmp: Pat
         "warpd push: stream default/1 completed as aborted: daemon shutting down"
     ]
     assert push.returncode == 5
+
+
+def _final_after_the_producer_goes(daemon: Daemon, sig: int) -> tuple[int, dict[str, Any]]:
+    """Push the start of a stream, send ``sig`` to the push; its status and the final seen."""
+    watcher = daemon.subscriber()
+    push = subprocess.Popen(warpd_command("push"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    try:
+        assert push.stdin is not None
+        push.stdin.write(CUT_OFF)
+        push.stdin.flush()
+        while watcher.read_message()["type"] != "blocks":
+            pass
+        push.send_signal(sig)
+        push.communicate(timeout=4 * TIMEOUT_UNIT)
+        final = watcher.messages_until_final()[-1]
+    finally:
+        watcher.close()
+        push.kill()
+        push.wait()
+    return push.returncode, final
+
+
+def test_ctrl_c_during_push_tells_subscribers_it_was_interrupted(daemon: Daemon) -> None:
+    status, final = _final_after_the_producer_goes(daemon, signal.SIGINT)
+    assert status == 130
+    # In the user's words, not websockets' ("no close frame received or sent").
+    assert final["aborted"] and final["abort_reason"] == "producer interrupted", final
+
+
+def test_a_producer_that_vanishes_is_said_in_plain_words(daemon: Daemon) -> None:
+    _, final = _final_after_the_producer_goes(daemon, signal.SIGKILL)
+    assert final["abort_reason"] == "producer connection lost before the end of its stream"
+
+
+def test_a_with_block_left_by_ctrl_c_is_interrupted_not_failed(daemon: Daemon) -> None:
+    stream = warpd.Client(daemon.address).stream()
+    with pytest.raises(KeyboardInterrupt), stream as s:
+        s.push({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})
+        raise KeyboardInterrupt
+    assert s.final is not None and s.final.abort_reason == "producer interrupted"
 
 
 def test_push_escapes_what_the_stream_says_in_its_lines_on_stderr(daemon: Daemon) -> None:

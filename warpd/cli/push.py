@@ -22,6 +22,7 @@ from warpd.cli.input import InputPump, open_input
 from warpd.cli.options import add_connect_argument
 from warpd.client import Outcome, provider_error, push_outcome
 from warpd.client.connection import connect
+from warpd.client.push import abort_reason
 from warpd.config import load_config
 from warpd.controls import backslash_escaped
 from warpd.errors import InputError, PushRejected, UserError, WarpdError
@@ -57,6 +58,9 @@ exit status:
 with --no-fail the status is 0 whatever happened (except usage errors); the
 message is still printed."""
 
+
+# How long an interrupted push may take to tell the daemon (Ctrl-C must be quick).
+INTERRUPT_SECONDS = 1.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -159,6 +163,12 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
         await ws.send(encode_control("end"))
     except ConnectionClosed:
         pass  # the daemon closed on us: its reply says why
+    except asyncio.CancelledError:
+        # Ctrl-C (asyncio.run cancels us, then raises KeyboardInterrupt):
+        # subscribers are told the stream was interrupted, not that a
+        # connection was lost.
+        await _interrupted(ws, replies)
+        raise
     try:
         end = await replies
     except PushRejected as exc:
@@ -171,6 +181,20 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
         raise UserError("no stream in the input: every event in it was irregular (see above)")
     verbose(f"done: {len(end.streams)} stream(s) complete: {' '.join(end.streams)}")
     return EXIT_STATUS[push_outcome(finals)]
+
+
+async def _interrupted(ws: ClientConnection, replies: asyncio.Future[EndMessage]) -> None:
+    """Complete the live stream as aborted, interrupted; briefly, whatever the daemon does."""
+    try:
+        async with asyncio.timeout(INTERRUPT_SECONDS):
+            await ws.send(encode_control("abort", abort_reason(KeyboardInterrupt())))
+            await ws.send(encode_control("end"))
+            await asyncio.wait([replies])
+    except (ConnectionClosed, TimeoutError):
+        pass
+    finally:
+        replies.cancel()
+        await ws.close()
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:

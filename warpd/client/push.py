@@ -75,6 +75,18 @@ KEPT_WARNINGS = 1000
 ABORT_REPLY_SECONDS = 5.0
 
 
+def abort_reason(exc: BaseException) -> str:
+    """What subscribers are told of a stream its producer left by ``exc``.
+
+    Ctrl-C (KeyboardInterrupt, or the CancelledError asyncio.run turns it
+    into) and a cancelled task are an interruption, not a failure to name
+    by its Python class.
+    """
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return "producer interrupted"
+    return f"producer failed: {type(exc).__name__}: {exc}"[:500]
+
+
 class Outcome(enum.StrEnum):
     """How the streams of a push ended, worst first: see :func:`push_outcome`."""
 
@@ -267,7 +279,7 @@ class AsyncPushStream:
         assert self._ws is not None and self._replies is not None
         try:
             if exc is not None:
-                reason = f"producer failed: {type(exc).__name__}: {exc}"[:500]
+                reason = abort_reason(exc)
                 await self._send(encode_control("abort", reason), swallow=True)
                 # The daemon answers the abort with the aborted final and the
                 # end with its ``end``: wait for them (briefly) so ``final``

@@ -117,7 +117,9 @@ class Producers:
                     else:
                         await send_message(ws, await self.publish_reply(message))
         except ConnectionClosed as exc:
-            reason = f"producer connection lost ({exc})"
+            # Subscribers are told in their words; the log keeps websockets' detail.
+            reason = "producer connection lost before the end of its stream"
+            log.info("producer connection lost: {}", exc)
         finally:
             self.connected.discard(producer)
             for message in streams.abort(reason):
