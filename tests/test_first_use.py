@@ -377,6 +377,22 @@ def test_warpd_reload_asks_the_running_daemon(short_tmp: Path) -> None:
         assert daemon.run("status", "--connect", address).returncode == 0
 
 
+def test_warpd_reload_names_the_default_config_file_or_says_there_is_none(
+    short_tmp: Path,
+) -> None:
+    default = short_tmp / "config" / "warpd" / "config.toml"  # clean_env's XDG_CONFIG_HOME
+    address = f"unix:{short_tmp}/w.sock"
+    with serve(short_tmp) as daemon:
+        said = daemon.run("reload", "--connect", address).stdout.decode().strip()
+        assert said.endswith(f"reloaded the configuration from the defaults (there is no "
+                             f"{default})"), said
+        # The user copies config.toml there, as the README says, and reloads.
+        default.parent.mkdir(parents=True)
+        default.write_text("[limits]\nmax_sessions = 20\n")
+        said = daemon.run("reload", "--connect", address).stdout.decode().strip()
+        assert said.endswith(f"reloaded the configuration from {default}"), said
+
+
 def test_already_serving_names_the_pid(short_tmp: Path) -> None:
     with serve(short_tmp) as first:
         second = subprocess.run(

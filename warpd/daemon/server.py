@@ -31,7 +31,13 @@ from websockets.asyncio.server import ServerConnection
 
 from warpd import __version__
 from warpd.address import Address, parse_address
-from warpd.config import Config, default_socket_path, history_path, load_config
+from warpd.config import (
+    Config,
+    default_config_path,
+    default_socket_path,
+    history_path,
+    load_config,
+)
 from warpd.daemon.hub import Hub
 from warpd.daemon.listeners import Listeners
 from warpd.daemon.logs import configure_logging
@@ -235,7 +241,13 @@ class Server:
         need a restart.
         """
         self.notifier.reloading("reloading the configuration")
-        source = self.config_path or "the default config file"
+        # Named, so the user knows which file was read (or that none was).
+        default = default_config_path()
+        source = (
+            str(self.config_path) if self.config_path
+            else str(default) if default.exists()
+            else f"the defaults (there is no {default})"
+        )
         listeners = self.listeners
         try:
             new = load_config(self.config_path)
