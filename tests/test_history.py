@@ -454,3 +454,18 @@ def test_log_options_at_their_limits(short_tmp: Path) -> None:
     # Every field is there, live or not.
     assert rows[1]["outcome"] == "live" and rows[1]["ended"] is None
     assert [r["stream"] for r in matched] == ["u/1"]
+
+
+def test_show_of_a_live_stream_says_it_goes_on(daemon: Daemon) -> None:
+    push = PipedPush(daemon)
+    try:
+        push.write(CHAT_START + b"".join(chat_pieces(3, size=30)))
+        # Stored within 100 ms of being published.
+        deadline = time.monotonic() + 5
+        while not daemon.run("show", "default/1").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = daemon.run("show", "default/1", "--output", "text", check=True).stdout.decode()
+    finally:
+        push.kill()
+    # What was stored so far, then a note in show's words (not "the subscriber stopped").
+    assert shown.strip().splitlines()[-1] == "(still streaming: stored up to here)", shown

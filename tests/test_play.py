@@ -176,3 +176,23 @@ def test_demo_without_a_daemon_says_so(short_tmp: Path, daemon: Daemon) -> None:
     result = daemon.run("demo", "--connect", f"unix:{short_tmp}/none.sock")
     assert result.returncode == 3
     assert "warpd serve" in result.stderr.decode()
+
+
+def test_a_capture_cut_off_mid_stream_plays_what_it_holds(daemon: Daemon, short_tmp: Path) -> None:
+    # `warpd subscribe --output jsonl > capture.jsonl`, stopped with Ctrl-C
+    # while the stream was still coming: what it holds is shown, status 0.
+    capture = FileSubscriber(daemon, short_tmp / "capture.jsonl")
+    try:
+        wait_for_subscribers(daemon, 1)
+        assert daemon.push(EXAMPLES_DIR / "ollama_chat.ndjson").returncode == 0
+        capture.wait_final()
+    finally:
+        capture.close()
+    cut = short_tmp / "cut.jsonl"
+    cut.write_bytes(b"".join(capture.path.read_bytes().splitlines(keepends=True)[:20]))
+    result = daemon.run("play", str(cut))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().strip().splitlines()
+    assert lines[0].startswith("── default/1 · qwen3:4b") and lines[1] == "thinking"
+    # Said in play's words, not a subscriber's.
+    assert lines[-1] == "(still streaming when the playback stopped)"

@@ -58,7 +58,8 @@ class PrettyOutput:
     state, removes the live tail, gives the window its title back and
     restores the SIGWINCH handler. ``sessions``: the names followed, for the
     window title; ``theme``: the Pygments style of code; ``clock`` (Unix
-    time) is the renderer's: ``warpd play`` gives the recording's.
+    time) is the renderer's: ``warpd play`` gives the recording's;
+    ``end_note`` is said under a stream still live at the end.
     """
 
     def __init__(
@@ -69,8 +70,11 @@ class PrettyOutput:
         sessions: list[str] | None = None,
         theme: str = DEFAULT_THEME,
         clock: Callable[[], float] = time.time,
+        end_note: str | None = None,
     ) -> None:
         self._out = out
+        # Under a stream still live at the end (None: the subscriber's wording).
+        self._end_note = end_note
         self._clock = clock
         self._fd = out.fileno()
         self.is_terminal = os.isatty(self._fd)
@@ -112,7 +116,8 @@ class PrettyOutput:
             with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGWINCH)
         self._emit(self.renderer.flush(self._clock(), force=True))
-        self._emit(self.renderer.close())
+        self._emit(self.renderer.close() if self._end_note is None
+                   else self.renderer.close(self._end_note))
         if self.is_terminal:
             self._emit(RESTORE_TITLE.encode())
 

@@ -189,7 +189,7 @@ def run_show(args: argparse.Namespace) -> int:
         message = decode_server_message(data)
         if isinstance(message, StreamMessage):
             out.write(renderer.feed(message, received))
-    out.write(renderer.close())
+    out.write(renderer.close("(still streaming: stored up to here)"))
     return 0
 
 

@@ -116,8 +116,11 @@ async def _play(args: argparse.Namespace, records: Iterator[Record[Any]]) -> int
     out = sys.stdout.buffer
     clock = PlaybackClock(args.speed)
     finals: list[StreamMessage] = []
+    # Every stream shown, finished or not (a capture may stop mid-stream).
+    streams: set[str] = set()
     async with PrettyOutput(
-        out, no_color=no_color_requested(args.no_color), clock=clock.now
+        out, no_color=no_color_requested(args.no_color), clock=clock.now,
+        end_note="(still streaming when the playback stopped)",
     ) as pretty:
         try:
             for delay, recorded, message in pace(records, speed=args.speed):
@@ -125,12 +128,14 @@ async def _play(args: argparse.Namespace, records: Iterator[Record[Any]]) -> int
                     await asyncio.sleep(delay)
                 clock.shown(recorded, getattr(message, "created", None))
                 pretty.write(message)
-                if isinstance(message, StreamMessage) and message.complete:
-                    finals.append(message)
+                if isinstance(message, StreamMessage):
+                    streams.add(message.stream)
+                    if message.complete:
+                        finals.append(message)
         except InputError as exc:
             raise UserError(str(exc)) from None
-    if not finals:
+    if not streams:
         raise UserError("no stream in the input")
-    if all(only_input_errors(final) for final in finals):
+    if len(finals) == len(streams) and all(only_input_errors(final) for final in finals):
         raise UserError("no stream in the input: every event in it was irregular (shown above)")
     return 0

@@ -217,11 +217,11 @@ class TerminalRenderer:
         self._next_frame = now + self._interval
         return self._paint()
 
-    def close(self) -> bytes:
-        """Finish: commit what unfinished streams have shown, remove the tail."""
+    def close(self, note: str = "(still streaming when the subscriber stopped)") -> bytes:
+        """Finish: commit what unfinished streams have shown, with ``note``; remove the tail."""
         if self._closed:
             return b""
-        self._commit(self._abandon("(still streaming when the subscriber stopped)"))
+        self._commit(self._abandon(note))
         out = self._paint(tail=False)
         self._closed = True
         return out
