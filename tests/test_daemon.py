@@ -169,7 +169,8 @@ def test_strict_push_reports_bad_input_by_line_and_the_daemon_serves_on(daemon: 
     path.write_bytes(_BAD)
     converted = daemon.run("convert", "--strict", str(path))
     assert converted.returncode == 1
-    assert "line 5: invalid JSON" in converted.stderr.decode()
+    # As push says it: by its line, once (not "frame 4: line 5: …").
+    assert converted.stderr.decode().startswith("warpd convert: line 5: invalid JSON")
 
 
 def test_unrecognised_input_is_skipped_with_a_warning_naming_the_formats(daemon: Daemon) -> None:

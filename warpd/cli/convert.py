@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
                     finals.append(message)
         except InputError as exc:
             out.flush()
-            raise UserError(str(exc)) from None
+            # Named by its input line when known, as `warpd push` names it
+            # (the frame number would say the same thing twice).
+            where = exc.message.startswith("line ")
+            raise UserError(exc.message if where else str(exc)) from None
     out.flush()
     if not finals:
         raise UserError("no stream in the input")
