@@ -97,7 +97,7 @@ def test_a_stream_survives_a_restart_in_log_and_show(short_tmp: Path) -> None:
         text = second.run("log", check=True).stdout.decode()
     lines = text.splitlines()
     assert len(lines) == 2 and "default/1" in lines[0] and "default/2" in lines[1]
-    assert "gpt-big" in lines[0] and " stop " in lines[0]
+    assert "gpt-big" in lines[0] and " done " in lines[0]
     # Without a daemon, the file is still read.
     assert len(_log(second)) == 2
 

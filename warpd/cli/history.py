@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -23,6 +24,7 @@ from warpd.cli.output import terminal_safe_json
 from warpd.config import history_path, load_config
 from warpd.errors import UserError
 from warpd.history import HistoryReader, StreamRow, clear, connect, tokens
+from warpd.render.outcome import finish_words
 from warpd.render.untrusted import neutralise
 
 # Characters of the answer a `warpd log` line shows.
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path,
                         help="config file naming the history file (default: the XDG one)")
     if parser.prog.split()[-1] == "show":
+        parser.description = (
+            "One past stream from the history file: rendered as `warpd subscribe` shows "
+            "it, as text, as the stored JSON messages, or as Markdown."
+        )
         parser.add_argument("stream", help="the stream's id, as `warpd log` lists it")
         parser.add_argument(
             "--output", choices=("pretty", "text", "jsonl", "markdown"),
@@ -45,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="pretty output without colours (also NO_COLOR)")
         parser.set_defaults(run=run_show)
         return
+    parser.description = (
+        "Past streams from the history file, oldest first, one line each: when it "
+        "started, its id (SESSION/N, for `warpd show` and `warpd play`), the model, how it "
+        "ended, tokens used, and the start of the answer. Works with or without a daemon."
+    )
     parser.add_argument("--session", metavar="NAME", help="only this session's streams")
     parser.add_argument("--since", metavar="TIME", type=checked(parse_since),
                         help="only streams started since TIME: 30m, 2h, 1d, or 2025-06-01[T14:00]")
@@ -104,28 +115,36 @@ def run_log(args: argparse.Namespace) -> int:
         print("no streams stored" + (" that match" if args.session or since or args.grep
                                       else ""), file=sys.stderr)
         return 0
-    width = max(len(row.stream) for row in rows)
-    out.write("".join(log_line(row, width) + "\n" for row in rows))
+    lines = [log_fields(row) for row in rows]
+    # Columns aligned; on a terminal, each line cut to its width (the answer's start).
+    widths = [max(len(fields[i]) for fields in lines) for i in range(5)]
+    columns = shutil.get_terminal_size().columns if out.isatty() else 0
+    for fields in lines:
+        line = "  ".join([*(f.ljust(w) for f, w in zip(fields, widths, strict=False)),
+                          fields[5]])
+        if columns and len(line) > columns:
+            line = line[: columns - 1] + "…"
+        out.write(line + "\n")
     return 0
 
 
-def log_line(row: StreamRow, width: int = 0) -> str:
-    """One stream as ``warpd log`` shows it: time, stream (session/N), model, outcome,
-    tokens, the start of the answer — every value from the stream neutralised."""
+def log_fields(row: StreamRow) -> list[str]:
+    """One stream as ``warpd log`` shows it: time, stream (session/N), model, outcome
+    (in words, as ``warpd subscribe``'s footer says it), tokens, the start of the
+    answer — every value from the stream neutralised."""
     when = datetime.fromtimestamp(row.started).strftime("%Y-%m-%d %H:%M:%S")
     count = tokens(row.usage)
     text = " ".join(row.text.split())
     if len(text) > LINE_TEXT:
         text = text[: LINE_TEXT - 1] + "…"
-    fields = [
+    return [
         when,
-        neutralise(row.stream).ljust(width),
+        neutralise(row.stream),
         neutralise(row.model or "-"),
-        neutralise(row.outcome),
-        f"{count} tok" if count is not None else "- tok",
+        finish_words(row.outcome),
+        f"{count} tok" if count is not None else "",
         neutralise(text),
     ]
-    return "  ".join(fields)
 
 
 def _clear(path: Path, args: argparse.Namespace) -> int:
