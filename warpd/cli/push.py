@@ -64,6 +64,10 @@ INTERRUPT_SECONDS = 1.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Push a provider stream (SSE, JSON lines or plain text; file or stdin, live from\n"
+        "a `curl -N` pipe) to the daemon; exits once the daemon has completed it."
+    )
     parser.epilog = EPILOG
     parser.add_argument("file", nargs="?", type=Path, help="input file (default: stdin)")
     parser.add_argument(

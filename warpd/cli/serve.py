@@ -13,6 +13,12 @@ from warpd.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the daemon in the foreground: streams pushed to it are assembled into blocks "
+        "and sent to every subscriber of their session. Listens on a private Unix socket "
+        "in $XDG_RUNTIME_DIR/warpd/ unless told otherwise; keeps past streams in the "
+        "history file. Ctrl-C, SIGTERM or closing the terminal stops it."
+    )
     parser.add_argument("--config", type=Path, help="config file (default: the XDG one, if any)")
     parser.add_argument(
         "--listen",

@@ -13,6 +13,10 @@ from warpd.protocol import StatusMessage, encode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "What the running daemon holds: its sessions, live streams, subscribers and their "
+        "lag, what history keeps in memory and on disk."
+    )
     parser.add_argument("--json", action="store_true", help="print the raw status JSON")
     add_connect_argument(parser)
     parser.set_defaults(run=run)

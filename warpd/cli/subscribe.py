@@ -48,6 +48,10 @@ MAX_RECONNECT_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Show a session's streams as they arrive: rendered live on a terminal (pretty), "
+        "else as JSON lines; waits for the daemon if it is not up yet, and reconnects."
+    )
     parser.add_argument(
         "--session", action="append", metavar="NAME",
         help="session to follow (repeatable; * = all; default: default)",
