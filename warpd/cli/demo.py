@@ -15,7 +15,9 @@ import sys
 from warpd.cli.options import add_connect_argument
 from warpd.cli.play import speed_factor
 from warpd.client import AsyncClient
+from warpd.client.connection import ask
 from warpd.examples import EXAMPLES, read_example
+from warpd.protocol import StatusMessage
 from warpd.recording import UpstreamEvents, pace
 
 # The pause between two example streams, at speed 1.
@@ -50,6 +52,8 @@ async def _demo(args: argparse.Namespace) -> int:
         watch += ["--session", args.session]
     if args.connect:
         watch += ["--connect", args.connect]
+    # Ask the daemon first: with none, the error is all there is to say.
+    await ask(client.address, "/status", StatusMessage)
     _say(f"pushing {len(EXAMPLES)} example streams to session {args.session!r} "
          f"at {client.address}; to watch, run in another terminal: {shlex.join(watch)}")
     for n, (name, format) in enumerate(EXAMPLES.items()):
