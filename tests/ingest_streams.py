@@ -468,3 +468,75 @@ HAND_MADE: dict[str, tuple[str, bytes]] = {
     "ollama_error": ("ollama", OLLAMA_ERROR),
     "plain_text": ("text", PLAIN_TEXT),
 }
+
+
+# -- whole JSON documents (curl's answers, pretty-printed) ---------------------
+
+
+def pretty(document: dict[str, Any]) -> bytes:
+    """A JSON object over several lines, indented, as ``curl`` shows an API's answer."""
+    return json.dumps(document, indent=4, ensure_ascii=False).encode() + b"\n"
+
+
+OPENAI_ERROR = {
+    "error": {
+        "message": "Incorrect API key provided",
+        "type": "invalid_request_error",
+        "code": "invalid_api_key",
+    }
+}
+CHAT_COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-test",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hello — there"},
+         "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+}
+RESPONSE_OBJECT = {
+    "id": "resp_1",
+    "object": "response",
+    "status": "completed",
+    "model": "gpt-test",
+    "output": [
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Hi from Responses", "annotations": []}]}
+    ],
+    "usage": {"input_tokens": 4, "output_tokens": 3, "total_tokens": 7},
+}
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-test",
+    "content": [{"type": "text", "text": "Bonjour"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 10, "output_tokens": 3},
+}
+ANTHROPIC_ERROR = {
+    "type": "error",
+    "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+}
+OLLAMA_WHOLE_CHAT = {
+    "model": "llama-test",
+    "created_at": "2024-01-01T00:00:00Z",
+    "message": {"role": "assistant", "content": "Salut"},
+    "done": True,
+    "done_reason": "stop",
+}
+OLLAMA_ERROR_BODY = {"error": 'model "llama9" not found, try pulling it first'}
+
+# name -> (format to pass, bytes): each a whole answer as one pretty-printed document.
+DOCUMENTS: dict[str, tuple[str, bytes]] = {
+    "openai_error_document": ("openai", pretty(OPENAI_ERROR)),
+    "chat_completion_document": ("openai", pretty(CHAT_COMPLETION)),
+    "responses_document": ("openai-responses", pretty(RESPONSE_OBJECT)),
+    "anthropic_message_document": ("anthropic", pretty(ANTHROPIC_MESSAGE)),
+    "anthropic_error_document": ("anthropic", pretty(ANTHROPIC_ERROR)),
+    "ollama_chat_document": ("ollama", pretty(OLLAMA_WHOLE_CHAT)),
+    "ollama_error_document": ("ollama", pretty(OLLAMA_ERROR_BODY)),
+}

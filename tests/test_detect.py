@@ -147,7 +147,9 @@ def test_strict_mode_unknown_first_event_through_convert_names_frame_and_line() 
         (b"id: 42\nname: bob\n", "raw"),
         (b": only a comment\n", "raw"),
         (b"[1] first item\n[2] second\n", "raw"),
-        (b"{name} is a placeholder\n", "raw"),
+        # Held to the end: text unless all of it is one JSON object (the framer tells).
+        (b"{name} is a placeholder\n", "document"),
+        (b'{\n    "error": {}\n}\n', "document"),
         (b'["a", "b"]\n', "raw"),
     ],
 )

@@ -1,7 +1,8 @@
 """Property tests of every decoder: chunking never changes the result; bad input never escapes.
 
-- Re-chunking the bytes of any recorded or hand-made stream at arbitrary
-  points (mid-line, mid-UTF-8 character) gives the same final blocks.
+- Re-chunking the bytes of any recorded or hand-made stream, or whole
+  pretty-printed answer, at arbitrary points (mid-line, mid-UTF-8
+  character) gives the same final blocks.
 - Arbitrary bytes, sequences of arbitrary JSON objects built from each
   format's own field names and event types, and JSON nested far deeper than
   any parser allows never make an exception escape a decoder (in strict
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import fixture_files
-from tests.ingest_streams import HAND_MADE, final, outcome
+from tests.ingest_streams import DOCUMENTS, HAND_MADE, final, outcome
 from warpd.blocks import is_final
 from warpd.errors import InputError
 from warpd.ingest import DECODERS, FORMATS
@@ -59,18 +60,21 @@ def test_rechunking_a_recording_keeps_its_final_blocks(path: Path, cuts: list[in
     _rechunk_holds(raw, "auto", spread)
 
 
-@pytest.mark.parametrize("name", sorted(HAND_MADE))
+_STREAMS = {**HAND_MADE, **DOCUMENTS}
+
+
+@pytest.mark.parametrize("name", sorted(_STREAMS))
 @_SETTINGS
 @given(cuts=st.lists(st.integers(min_value=0, max_value=4096), max_size=24))
 def test_rechunking_a_hand_made_stream_keeps_its_final_blocks(name: str, cuts: list[int]) -> None:
-    format, raw = HAND_MADE[name]
+    format, raw = _STREAMS[name]
     _rechunk_holds(raw, format, cuts)
     _rechunk_holds(raw, "auto", cuts)
 
 
-@pytest.mark.parametrize("name", sorted(HAND_MADE))
+@pytest.mark.parametrize("name", sorted(_STREAMS))
 def test_one_byte_chunks_keep_the_final_blocks(name: str) -> None:
-    format, raw = HAND_MADE[name]
+    format, raw = _STREAMS[name]
     chunks = [raw[i : i + 1] for i in range(len(raw))]
     assert outcome(final(chunks, "auto")) == outcome(final(raw, format))
 
@@ -202,12 +206,12 @@ def test_deeply_nested_json(
         _check_decoders([raw.strip() for raw in lines])
 
 
-@pytest.mark.parametrize("name", sorted(HAND_MADE))
+@pytest.mark.parametrize("name", sorted(_STREAMS))
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_mutated_hand_made_streams(name: str, data: st.DataObject) -> None:
     """Real streams with one event replaced, dropped or repeated: still only InputError."""
-    format, raw = HAND_MADE[name]
+    format, raw = _STREAMS[name]
     lines = raw.splitlines(keepends=True)
     at = data.draw(st.integers(min_value=0, max_value=len(lines) - 1))
     action = data.draw(st.sampled_from(["drop", "repeat", "replace"]))

@@ -27,8 +27,10 @@ from warpd.config import load_config
 from warpd.controls import backslash_escaped
 from warpd.errors import InputError, PushRejected, UserError, WarpdError
 from warpd.ingest import FORMATS, detect_format
+from warpd.ingest.base import loads
 from warpd.ingest.convert import framing_for
 from warpd.ingest.framing import AutoFramer, FramedEvent, make_framer
+from warpd.ingest.whole import whole_format
 from warpd.protocol import (
     BlocksMessage,
     EndMessage,
@@ -202,6 +204,10 @@ async def _interrupted(ws: ClientConnection, replies: asyncio.Future[EndMessage]
 
 
 def _say_format(payload: bytes, verbose: Callable[..., None]) -> None:
+    whole = whole_format(loads(payload))
+    if whole is not None:
+        verbose(f"format {whole} (a whole response)")
+        return
     try:
         verbose(f"format {detect_format(payload).name} (detected from the first event)")
     except InputError:

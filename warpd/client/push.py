@@ -53,7 +53,7 @@ from warpd.address import Address, client_address
 from warpd.client.connection import connect
 from warpd.errors import ClientError, PushRejected
 from warpd.ingest import DECODERS
-from warpd.ingest.framing import AutoFramer
+from warpd.ingest.framing import AutoFramer, one_json_object
 from warpd.protocol import (
     BlocksMessage,
     EndMessage,
@@ -125,9 +125,11 @@ class EventFrames:
     """Turns events of any accepted kind into push frames (sans-I/O).
 
     Call :meth:`frames` for each event and :meth:`close` at the end; send
-    every frame they return, in order. Byte and text chunks that are not one
-    whole JSON object go through an SSE/JSON-lines framer, so an HTTP body
-    may be passed in whatever pieces it arrived.
+    every frame they return, in order. A byte or text chunk that is one whole
+    JSON object (on one line or pretty-printed) is one frame; other chunks go
+    through an SSE/JSON-lines framer, so an HTTP body may be passed in
+    whatever pieces it arrived. An object event (a dict, an SDK object) ends
+    the chunks before it: what the framer held goes out first.
     """
 
     def __init__(self, format: str = "auto") -> None:
@@ -142,41 +144,37 @@ class EventFrames:
             data = bytes(event)
             if self._raw:
                 return [data] if data else []
-            stripped = data.strip()
-            if self._framer is None and _is_one_json_object(stripped):
-                return [stripped]
             if self._framer is None:
+                stripped = data.strip()
+                whole = (
+                    one_json_object(stripped)
+                    if stripped[:1] == b"{" and stripped[-1:] == b"}" else None
+                )
+                if whole is not None:
+                    return [whole]
                 self._framer = AutoFramer()
             return [e.payload for e in self._framer.feed(data)]
+        # An object ends the bytes pushed before it: what the framer holds goes first.
+        return [*self.close(), self._encode(event)]
+
+    def close(self) -> list[bytes]:
+        framer, self._framer = self._framer, None
+        return [e.payload for e in framer.close()] if framer is not None else []
+
+    @staticmethod
+    def _encode(event: Any) -> bytes:
         if isinstance(event, dict):
-            return [_json.encode(event)]
+            return _json.encode(event)
         to_dict = getattr(event, "to_dict", None)
         if callable(to_dict):
-            return [_json.encode(to_dict())]
+            return _json.encode(to_dict())
         model_dump = getattr(event, "model_dump", None)
         if callable(model_dump):
-            return [_json.encode(model_dump(mode="json", exclude_unset=True))]
+            return _json.encode(model_dump(mode="json", exclude_unset=True))
         raise TypeError(
             f"cannot push a {type(event).__name__}: give dicts, JSON bytes or str, SSE text, "
             "or SDK objects with to_dict() or model_dump()"
         )
-
-    def close(self) -> list[bytes]:
-        return [e.payload for e in self._framer.close()] if self._framer is not None else []
-
-
-def _is_one_json_object(data: bytes) -> bool:
-    """Whether ``data`` is exactly one whole JSON object (not a piece of a body)."""
-    if not data.startswith(b"{") or not data.endswith(b"}") or b"\n" in data:
-        return False
-    try:
-        _validator.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return False
-    return True
-
-
-_validator = msgspec.json.Decoder()
 
 
 class AsyncPushStream:

@@ -250,16 +250,23 @@ class RawFramer:
 _SSE_FIELDS = (b"event:", b"id:", b"retry:", b":")
 # Past this much input the start has said all it will: decide.
 _SNIFF_LIMIT = 1024 * 1024
+# The most input held as one JSON document when no event size limit is given
+# (the default limits.max_frame_bytes).
+_DOCUMENT_LIMIT = 16 * 1024 * 1024
+Sniffed = Framing | Literal["document"]
 
 
-def sniff_framing(held: bytes, *, final: bool = True) -> Framing | None:
+def sniff_framing(held: bytes, *, final: bool = True) -> Sniffed | None:
     """The framing of an input that starts with ``held``, or None if more bytes must decide.
 
-    JSON lines when the first line is a JSON object; SSE once a ``data:``
-    line comes before anything that is not an SSE field, comment or blank
-    line; raw text otherwise — so plain text that merely starts with ``[``,
-    ``{`` or ``:`` is text, not a broken stream. ``final``: no more input
-    will come.
+    JSON lines when the first line is a JSON object; ``document`` when the
+    input starts with ``{`` but its first line is not a whole object (a
+    pretty-printed JSON body, as ``curl`` shows one): one JSON object if the
+    whole input is one, which only its end can tell (:class:`AutoFramer`
+    holds it); SSE once a ``data:`` line comes before anything that is not
+    an SSE field, comment or blank line; raw text otherwise — so plain text
+    that merely starts with ``[`` or ``:`` is text, not a broken stream.
+    ``final``: no more input will come.
     """
     start = held.lstrip()
     settled = final or len(held) > _SNIFF_LIMIT
@@ -274,8 +281,10 @@ def sniff_framing(held: bytes, *, final: bool = True) -> Framing | None:
             return "raw"
     if not lines:
         return None
-    if start[:1] in (b"{", b"["):
-        return "jsonl" if _is_json_object(lines[0]) else "raw"
+    if start[:1] == b"{":
+        return "jsonl" if _is_json_object(lines[0]) else "document"
+    if start[:1] == b"[":
+        return "raw"
     for line in lines:
         if line.startswith(b"data:"):
             return "sse"
@@ -300,6 +309,10 @@ class AutoFramer:
 
     It holds the input back until the start decides (usually the first line,
     or until :meth:`close`); nothing is lost, leading blank lines included.
+    A ``document`` start is held to the end of input: if all of it is one
+    JSON object it is one event of JSON lines (compacted to one line), else
+    raw text — as it is once it grows past ``max_event_bytes`` (16 MiB, the
+    default limits.max_frame_bytes, without one): it could not be one event.
     ``framing`` tells which was chosen once known: callers with format
     ``auto`` must then decode ``raw`` input as plain text.
     """
@@ -308,41 +321,84 @@ class AutoFramer:
         self._inner: SSEFramer | JSONLinesFramer | RawFramer | None = None
         self._pending = b""
         self._max = max_event_bytes
+        # The parts of a document being held (None: not holding one), and their size.
+        self._document: list[bytes] | None = None
+        self._document_size = 0
         self.framing: Framing | None = None
 
     def feed(self, data: bytes) -> list[FramedEvent]:
         if self._inner is None:
-            self._pending += data
-            if not self._choose(final=False):
+            if self._document is None:
+                self._pending += data
+                sniffed = sniff_framing(self._pending, final=False)
+                if sniffed is None:
+                    return []
+                data, self._pending = self._pending, b""
+                if sniffed != "document":
+                    return self._choose(sniffed).feed(data)
+                self._document = []
+            self._document.append(data)
+            self._document_size += len(data)
+            if self._document_size <= (self._max or _DOCUMENT_LIMIT):
                 return []
-            data, self._pending = self._pending, b""
-        assert self._inner is not None
+            return self._release_document(ended=False)
         return self._inner.feed(data)
 
     def close(self) -> list[FramedEvent]:
-        if self._inner is None:
+        if self._inner is not None:
+            return self._inner.close()
+        if self._document is None:
             if not self._pending.strip():
                 # Nothing but blank input: no stream at all.
                 return []
-            self._choose(final=True)
-            assert self._inner is not None
-            events = self._inner.feed(self._pending)
-            self._pending = b""
-            return events + self._inner.close()
-        return self._inner.close()
+            sniffed = sniff_framing(self._pending, final=True)
+            assert sniffed is not None
+            if sniffed != "document":
+                inner = self._choose(sniffed)
+                return inner.feed(self._pending) + inner.close()
+            self._document = [self._pending]
+            self._document_size = len(self._pending)
+        events = self._release_document(ended=True)
+        assert self._inner is not None
+        return events + self._inner.close()
 
-    def _choose(self, *, final: bool) -> bool:
-        framing = sniff_framing(self._pending, final=final)
-        if framing is None:
-            return False
+    def _release_document(self, *, ended: bool) -> list[FramedEvent]:
+        """Decide what the held document is: one JSON event if ``ended`` within the limit."""
+        parts, self._document = self._document, None
+        assert parts is not None
+        if ended and self._document_size <= (self._max or _DOCUMENT_LIMIT):
+            compact = one_json_object(b"".join(parts))
+            if compact is not None:
+                return self._choose("jsonl").feed(compact)
+        # Text: as the reads came (each within the limit), not one event over it.
+        raw = self._choose("raw")
+        return [event for part in parts for event in raw.feed(part)]
+
+    def _choose(self, framing: Framing) -> SSEFramer | JSONLinesFramer | RawFramer:
         self.framing = framing
+        inner: SSEFramer | JSONLinesFramer | RawFramer
         if framing == "jsonl":
-            self._inner = JSONLinesFramer(self._max)
+            inner = JSONLinesFramer(self._max)
         elif framing == "sse":
-            self._inner = SSEFramer(self._max)
+            inner = SSEFramer(self._max)
         else:
-            self._inner = RawFramer()
-        return True
+            inner = RawFramer()
+        self._inner = inner
+        return inner
+
+
+def one_json_object(data: bytes) -> bytes | None:
+    """``data`` on one line if it is exactly one JSON object (blanks around it aside), else None.
+
+    A JSON document holds no line ending but as whitespace (a string cannot
+    hold one raw), so its compact form is one JSON line. The bytes inside its
+    strings are not checked here (the decoder says what is wrong with them).
+    """
+    try:
+        compact = msgspec.json.format(data, indent=0)
+    except msgspec.DecodeError:
+        return None
+    return compact if compact[:1] == b"{" else None
 
 
 Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer

@@ -11,6 +11,8 @@ decoder skipped or repaired become warnings — an ``error`` block with
 ``source: "input"`` in the stream, and a :class:`~warpd.protocol.WarningMessage`
 for the producer in :attr:`ProducerStreams.warnings` — and the input goes on.
 Blank and whitespace-only frames are not events, anywhere in a stream.
+A whole (non-streaming) response as a stream's first event is decoded as the
+events of the stream it stands for (:mod:`warpd.ingest.whole`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from warpd.blocks import BlockAssembler
 from warpd.controls import backslash_escaped
 from warpd.errors import FrameTooLarge, InputError
 from warpd.ingest import DECODERS, check_format, detect_format
-from warpd.ingest.base import UpstreamDecoder
+from warpd.ingest.base import UpstreamDecoder, loads
 from warpd.ingest.deltas import Irregularity, StreamEnd
 from warpd.ingest.framing import sse_payload
+from warpd.ingest.whole import completion_events, whole_format
 from warpd.protocol import BlocksMessage, ErrorInfo, StreamRequest, WarningMessage
 
 #: Irregularities recorded here rather than by a decoder: code -> repair.
@@ -141,6 +144,7 @@ class ProducerStreams:
             payload = sse_payload(frame)
             if not payload or payload.isspace():
                 return []  # not an event, wherever it comes
+        whole: list[bytes] | None = None
         if self._decoder is None:
             # The stream's first event (its stream may be open already).
             if not raw:
@@ -153,7 +157,7 @@ class ProducerStreams:
                     # after a provider error) carries nothing.
                     return []
             try:
-                self._start(payload)
+                whole = self._start(payload)
             except InputError as exc:
                 if self.strict:
                     exc.frame = self.frames
@@ -163,7 +167,10 @@ class ProducerStreams:
         decoder, assembler = self._decoder, self._assembler
         assert decoder is not None and assembler is not None
         try:
-            deltas = decoder.feed(payload)
+            if whole is None:
+                deltas = decoder.feed(payload)
+            else:
+                deltas = [delta for event in whole for delta in decoder.feed(event)]
         except InputError as exc:
             exc.frame = self.frames
             raise
@@ -270,12 +277,24 @@ class ProducerStreams:
             WarningMessage(irregularity.message, frame, irregularity.code, stream)
         )
 
-    def _start(self, payload: bytes) -> None:
-        if self._decoder_class is None:
+    def _start(self, payload: bytes) -> list[bytes] | None:
+        """Start decoding a stream whose first event is ``payload``.
+
+        Returns the events to decode instead of ``payload`` when it is a
+        whole response (of the format asked for, if one was), else None.
+        Raises :class:`InputError` when format ``auto`` cannot tell its format.
+        """
+        whole = None
+        format = whole_format(loads(payload)) if payload[:1] == b"{" else None
+        if format is not None and self._decoder_class in (None, DECODERS[format]):
+            self._decoder_class = DECODERS[format]
+            whole = completion_events(format, payload)
+        elif self._decoder_class is None:
             self._decoder_class = detect_format(payload.strip())
         self._decoder = self._decoder_class(strict=self.strict)
         if self._assembler is None:
             self._new_assembler()
+        return whole
 
     def _new_assembler(self, request: StreamRequest | None = None) -> BlockAssembler:
         assembler = BlockAssembler(

@@ -20,6 +20,10 @@ bytes in, event payloads out, each one whole JSON object).
 - ``ollama``: a non-streaming answer of ``/api/chat`` or ``/api/generate``
   is already one object with ``done: true``: it is its own stream.
 
+:func:`whole_format` tells such a response from a stream's first event, for
+input that holds one (``curl`` without ``"stream": true``, piped to
+``warpd push``).
+
 Error bodies become the format's own error event, so the stream ends aborted
 with an ``error`` block: the provider's JSON error when the body is one (its
 message and code kept), else ``HTTP STATUS REASON`` and the start of the body.
@@ -39,6 +43,30 @@ _any = msgspec.json.Decoder()
 
 #: Formats whose whole responses and errors this module can turn into events.
 WHOLE_FORMATS = ("openai", "openai-responses", "anthropic", "ollama")
+
+
+def whole_format(probe: Any) -> str | None:
+    """The format of which ``probe`` (a decoded JSON value) is a whole response, or None.
+
+    An OpenAI ``chat.completion`` (by its ``object``, or choices that carry a
+    ``message`` rather than a ``delta``), a Responses ``response`` object,
+    an Anthropic ``message``. An Ollama answer is one of its stream's events
+    already, and an error body is its format's error event: None for both.
+    """
+    if not isinstance(probe, dict):
+        return None
+    kind = probe.get("object")
+    if kind == "response":
+        return "openai-responses"
+    choices = probe.get("choices")
+    if kind == "chat.completion" or (
+        isinstance(choices, list) and choices and isinstance(choices[0], dict)
+        and "message" in choices[0] and "delta" not in choices[0]
+    ):
+        return "openai"
+    if probe.get("type") == "message" and isinstance(probe.get("content"), list):
+        return "anthropic"
+    return None
 
 
 def completion_events(format: str, body: bytes) -> list[bytes]:
