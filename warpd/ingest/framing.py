@@ -396,7 +396,7 @@ def one_json_object(data: bytes) -> bytes | None:
     """
     try:
         compact = msgspec.json.format(data, indent=0)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nested past what msgspec parses
         return None
     return compact if compact[:1] == b"{" else None
 
