@@ -128,6 +128,44 @@ def test_chat_empty_strings_are_absent_values() -> None:
     assert message.finish_reason == "tool_calls" and message.model == "m"
 
 
+def test_chat_a_new_id_without_a_name_is_the_same_call() -> None:
+    """Some servers (Poolside) send another id on every fragment after a call's first one."""
+    start = {"index": 0, "id": "call_A", "type": "function",
+             "function": {"name": "read", "arguments": ""}}  # fmt: skip
+    more = [{"index": 0, "id": "call_B", "function": {"arguments": part}}
+            for part in ('{"path":', ' "/x"}')]  # fmt: skip
+    message = last(
+        chat(*(delta(tool_calls=[c]) for c in [start, *more]), delta("tool_calls")), "openai"
+    )
+    assert tools(message) == [("call_A", "read", '{"path": "/x"}')]
+    # A new id with a name at the same index is still a new call (index 0 for every call).
+    again = {"index": 0, "id": "call_C", "type": "function",
+             "function": {"name": "read", "arguments": '{"path": "/y"}'}}  # fmt: skip
+    message = last(
+        chat(*(delta(tool_calls=[c]) for c in [start, *more, again]), delta("tool_calls")),
+        "openai",
+    )
+    assert tools(message) == [
+        ("call_A", "read", '{"path": "/x"}'),
+        ("call_C", "read", '{"path": "/y"}'),
+    ]
+
+
+def test_chat_a_tool_fragment_carrying_nothing_starts_no_call() -> None:
+    """Gemini sends a fragment holding only ``extra_content`` (a thought signature)."""
+    signature = {"extra_content": {"google": {"thought_signature": "c2ln"}}}
+    message = last(
+        chat(delta(content="Answer"), delta(tool_calls=[signature]), delta("stop")), "openai"
+    )
+    assert kinds(message) == ["text"] and texts(message, "text") == ["Answer"]
+    # After a call, it is that call's (and adds nothing to it).
+    call = {"id": "function-call-1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"location": "Sydney"}'}}
+    message = last(chat(delta(tool_calls=[call]), delta(tool_calls=[signature]), delta("stop")),
+                   "openai")  # fmt: skip
+    assert tools(message) == [("function-call-1", "get_weather", '{"location": "Sydney"}')]
+
+
 def test_chat_finish_reason_empty_never_ends_a_choice() -> None:
     message = last(chat(delta("", content="a"), delta("", content="b"), delta("stop")), "openai")
     assert texts(message, "text") == ["ab"] and message.finish_reason == "stop"

@@ -25,9 +25,12 @@ quirks:
 - usage where providers put it when the top-level ``usage`` is missing
   (Groq's ``x_groq.usage``);
 - tool-call fragments without ``index``, ``id``/``type``/``name`` repeated on
-  every fragment, an argument fragment in the chunk that carries
-  ``finish_reason``, a mid-stream ``{"error": …}`` object (an object or a
-  string).
+  every fragment, another ``id`` on the later fragments of a call (Poolside:
+  the call keeps its first; only a new id that comes with a name starts a new
+  call at the same index), a fragment carrying none of index, id, name or
+  arguments (Gemini's ``extra_content``: no call is started for it), an
+  argument fragment in the chunk that carries ``finish_reason``, a
+  mid-stream ``{"error": …}`` object (an object or a string).
 
 A choice or tool-call ``index`` over :data:`~warpd.ingest.deltas.MAX_INDEX`
 (or negative) makes its chunk a schema mismatch: skipped. Chat chunks have
@@ -273,7 +276,6 @@ class OpenAIChatDecoder(UpstreamDecoder):
     def _tool_call(self, n: int, call: _ToolCall, out: list[Delta]) -> None:
         # An empty string is no value: "id": "" must not start a new call.
         call.id = call.id or None
-        slot = self._tool_slot(n, call)
         fn = call.function
         if fn is None:
             arguments, name = "", None
@@ -281,14 +283,26 @@ class OpenAIChatDecoder(UpstreamDecoder):
             arguments, name = fn.arguments, fn.name or None
             if type(arguments) is not str:
                 arguments = _arguments(arguments)
-        out.append(ToolCallDelta(slot.key, arguments, call.id, name, call.type or None, n))
+        if call.index is None and call.id is None and name is None and not arguments:
+            # Nothing to show (Gemini sends a fragment holding only its
+            # extra_content): no call is started for it.
+            return
+        slot = self._tool_slot(n, call, name)
+        # A call keeps the id it started with (some servers send another one
+        # on every later fragment of the same call).
+        call_id = call.id if slot.call_id == call.id else None
+        out.append(ToolCallDelta(slot.key, arguments, call_id, name, call.type or None, n))
 
-    def _tool_slot(self, n: int, call: _ToolCall) -> _ToolSlot:
+    def _tool_slot(self, n: int, call: _ToolCall, name: str | None) -> _ToolSlot:
         """Find which tool call a fragment belongs to, however the provider labels it."""
         if call.index is not None:
             slot = self._tool_by_index.get((n, call.index))
-            # Some providers give every parallel call index 0: a new id means a new call.
-            if slot is not None and (call.id is None or slot.call_id in (None, call.id)):
+            # Some providers give every parallel call index 0: a new id that
+            # comes with a name (as the first fragment of a call does) means a
+            # new call; a new id alone is the same call's.
+            if slot is not None and (
+                call.id is None or slot.call_id in (None, call.id) or name is None
+            ):
                 if slot.call_id is None and call.id is not None:
                     slot.call_id = call.id
                     self._tool_by_id[(n, call.id)] = slot
