@@ -58,6 +58,28 @@ def _chat(content: str, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
+@pytest.mark.parametrize(
+    ("start", "args"),
+    [
+        (b"\xef\xbb\xbf", ()),  # a byte order mark (a file saved by an editor, PowerShell)
+        (b"HTTP/2 200 \r\ncontent-type: text/event-stream\r\n\r\n", ("--format", "openai")),
+    ],
+    ids=["bom", "curl-i-headers"],
+)
+def test_a_push_whose_input_starts_with_something_else_keeps_its_stream(
+    daemon: Daemon, start: bytes, args: tuple[str, ...]
+) -> None:
+    sub = daemon.subscriber()
+    try:
+        pushed = daemon.push(None, *args, data=start + _chat("Hello", "stop") + b"data: [DONE]\n\n")
+        assert pushed.returncode == 0, pushed.stderr
+        (last,) = sub.messages_until_final()[-1:]
+    finally:
+        sub.close()
+    assert [(b["type"], b.get("text")) for b in last["blocks"]] == [("text", "Hello")]
+    assert not last.get("aborted") and pushed.stderr == b""
+
+
 def test_a_push_of_two_streams_whose_first_has_a_bad_event_completes_both(
     daemon: Daemon,
 ) -> None:

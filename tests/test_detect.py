@@ -157,6 +157,48 @@ def test_sniff_framing(start: bytes, framing: str) -> None:
     assert sniff_framing(start) == framing
 
 
+_BOM = b"\xef\xbb\xbf"
+_CHAT = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+)
+_OLLAMA = b'{"model":"m","response":"Hello","done":false}\n{"model":"m","done":true}\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "format"),
+    [(_CHAT, "auto"), (_CHAT, "openai"), (_OLLAMA, "auto"), (_OLLAMA, "ollama")],
+    ids=["sse-auto", "sse-openai", "jsonl-auto", "jsonl-ollama"],
+)
+def test_a_byte_order_mark_at_the_start_is_not_part_of_the_input(data: bytes, format: str) -> None:
+    """As WHATWG SSE says; editors and PowerShell write one at the start of saved files."""
+    data = _BOM + data
+    for cut in range(6):  # the mark split across reads too
+        last = final([data[:cut], data[cut:]], format)
+        assert texts(last, "text") == ["Hello"] and not last.aborted
+        assert input_errors(last) == []
+    assert sniff_framing(_BOM + b"data: x\n") == "sse"
+    assert sniff_framing(_BOM[:2], final=False) is None
+
+
+def test_an_explicit_format_never_reads_its_input_as_plain_text() -> None:
+    """With --format openai, a line before the events costs that line, not the whole input."""
+    headers = b"HTTP/2 200 \r\ncontent-type: text/event-stream\r\n\r\n"  # curl -i
+    assert texts(final(headers + _CHAT, "openai"), "text") == ["Hello"]
+    # In chunks, the framing waits for a line that decides.
+    assert texts(final([headers[:7], headers[7:], _CHAT], "openai"), "text") == ["Hello"]
+    # JSON lines after a banner: the banner is one skipped event, the rest is kept.
+    ollama = b'{"model":"m","response":"Hi","done":false}\n{"model":"m","done":true}\n'
+    last = final(b"connected to proxy\n" + ollama, "ollama")
+    assert texts(last, "text") == ["Hi"] and input_errors(last) == ["invalid-json"]
+    # Neither SSE nor JSON anywhere: every line is reported, none skipped unseen.
+    assert [code for _, code, _ in warned(b"one\ntwo\n", "openai")] == [
+        "invalid-json", "invalid-json"
+    ]  # fmt: skip
+    # With format auto, the same input is plain text, as before.
+    assert [b.text for b in final(headers + _CHAT).blocks] == [(headers + _CHAT).decode()]
+
+
 def test_auto_framer_waits_until_the_start_decides() -> None:
     framer = AutoFramer()
     assert framer.feed(b"\nda") == []

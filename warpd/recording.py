@@ -163,7 +163,7 @@ class UpstreamEvents:
 
     def __init__(self, format: str = "auto") -> None:
         self.format = format
-        self._framer = make_framer(framing_for(format))
+        self._framer = make_framer(framing_for(format), text=format == "auto")
 
     @property
     def plain_text(self) -> bool:

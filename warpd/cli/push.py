@@ -117,7 +117,7 @@ async def _push(args: argparse.Namespace, address: Address, stream: BinaryIO) ->
     # Events over the size limit are discarded as they are read (the daemon
     # is told, and records them); the limit is the one config.toml sets.
     limit = load_config().limits.max_frame_bytes
-    framer = make_framer(framing_for(args.format), limit)
+    framer = make_framer(framing_for(args.format), limit, text=args.format == "auto")
     pending: list[FramedEvent] = []
     eof = False
     format = args.format

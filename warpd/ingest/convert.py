@@ -67,7 +67,7 @@ def convert(
         max_warnings=max_warnings,
         on_start=on_start,
     )
-    framer = make_framer(framing_for(format, framing), max_frame_bytes)
+    framer = make_framer(framing_for(format, framing), max_frame_bytes, text=format == "auto")
     # Auto framing of auto format: input that is neither SSE nor JSON is text.
     sniffing = isinstance(framer, AutoFramer) and format == "auto"
     seq = 0

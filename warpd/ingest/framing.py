@@ -3,7 +3,9 @@
 Framers are sans-I/O: ``feed(data)`` takes any chunk of bytes and returns the
 events completed by it; ``close()`` returns what the end of input completes.
 Lines are split on bytes (``\\r\\n``, ``\\n`` or ``\\r``) before anything is
-decoded, so a UTF-8 character split across reads is never broken.
+decoded, so a UTF-8 character split across reads is never broken. A UTF-8
+byte order mark at the start of the input is not part of it (the WHATWG SSE
+rule; editors and PowerShell write one at the start of saved recordings).
 
 Each event is a :class:`FramedEvent`: the payload (an SSE event's ``data``,
 one JSON line, or a raw chunk) and the 1-based input line where it started,
@@ -23,6 +25,9 @@ from typing import Literal
 import msgspec
 
 Framing = Literal["sse", "jsonl", "raw"]
+
+# A UTF-8 byte order mark: ignored at the start of an input.
+_BOM = b"\xef\xbb\xbf"
 
 
 class FramedEvent(msgspec.Struct, gc=False):
@@ -91,6 +96,8 @@ class LineSplitter:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
         rest = lines.pop()
+        if not self.lines_seen and lines[0][:3] == _BOM:
+            lines[0] = lines[0][3:]
         limit = self._max
         if self._discarded:
             # The over-long line that was being discarded ends here.
@@ -112,6 +119,8 @@ class LineSplitter:
         rest = b"".join(self._partial)
         self._partial = []
         self._partial_size = 0
+        if not self.lines_seen and rest[:3] == _BOM:
+            rest = rest[3:]
         if rest:
             self.lines_seen += 1
             return [rest]
@@ -268,8 +277,10 @@ def sniff_framing(held: bytes, *, final: bool = True) -> Sniffed | None:
     that merely starts with ``[`` or ``:`` is text, not a broken stream.
     ``final``: no more input will come.
     """
-    start = held.lstrip()
     settled = final or len(held) > _SNIFF_LIMIT
+    if not settled and held and len(held) < len(_BOM) and _BOM.startswith(held):
+        return None  # the start of a byte order mark
+    start = held.removeprefix(_BOM).lstrip()
     if not start:
         return "raw" if settled else None
     lines = start.splitlines()
@@ -291,6 +302,27 @@ def sniff_framing(held: bytes, *, final: bool = True) -> Sniffed | None:
         if line.strip() and not line.startswith(_SSE_FIELDS):
             return "raw"
     return "raw" if settled else None
+
+
+def event_framing(held: bytes, *, final: bool = True) -> Framing | None:
+    """SSE or JSON lines for an input that holds events; None if more bytes must decide.
+
+    The first line that starts with ``data:`` (SSE) or with ``{`` or ``[``
+    (JSON lines) decides; lines before it are not looked at. An input with
+    neither is read as JSON lines: each of its lines is then reported as an
+    event that is not JSON, rather than skipped unseen as SSE would skip it.
+    """
+    settled = final or len(held) > _SNIFF_LIMIT
+    lines = held.removeprefix(_BOM).splitlines()
+    if not settled and lines and not held.endswith((b"\n", b"\r")):
+        lines.pop()  # the last line is still arriving
+    for line in lines:
+        line = line.lstrip()
+        if line.startswith(b"data:"):
+            return "sse"
+        if line.startswith((b"{", b"[")):
+            return "jsonl"
+    return "jsonl" if settled else None
 
 
 def _is_json_object(line: bytes) -> bool:
@@ -315,22 +347,30 @@ class AutoFramer:
     default limits.max_frame_bytes, without one): it could not be one event.
     ``framing`` tells which was chosen once known: callers with format
     ``auto`` must then decode ``raw`` input as plain text.
+
+    With ``text=False`` (the format is given, and is not plain text) the
+    input holds events whatever its start looks like: instead of raw text it
+    is SSE or JSON lines, by its first line that starts with ``data:`` or
+    with ``{``/``[`` (:func:`event_framing`), so that a line before the
+    events (``curl -i``'s headers, a proxy's banner) costs that line, not
+    the whole input.
     """
 
-    def __init__(self, max_event_bytes: int | None = None) -> None:
+    def __init__(self, max_event_bytes: int | None = None, *, text: bool = True) -> None:
         self._inner: SSEFramer | JSONLinesFramer | RawFramer | None = None
         self._pending = b""
         self._max = max_event_bytes
         # The parts of a document being held (None: not holding one), and their size.
         self._document: list[bytes] | None = None
         self._document_size = 0
+        self._text = text
         self.framing: Framing | None = None
 
     def feed(self, data: bytes) -> list[FramedEvent]:
         if self._inner is None:
             if self._document is None:
                 self._pending += data
-                sniffed = sniff_framing(self._pending, final=False)
+                sniffed = self._sniff(final=False)
                 if sniffed is None:
                     return []
                 data, self._pending = self._pending, b""
@@ -351,7 +391,7 @@ class AutoFramer:
             if not self._pending.strip():
                 # Nothing but blank input: no stream at all.
                 return []
-            sniffed = sniff_framing(self._pending, final=True)
+            sniffed = self._sniff(final=True)
             assert sniffed is not None
             if sniffed != "document":
                 inner = self._choose(sniffed)
@@ -370,9 +410,20 @@ class AutoFramer:
             compact = one_json_object(b"".join(parts))
             if compact is not None:
                 return self._choose("jsonl").feed(compact)
-        # Text: as the reads came (each within the limit), not one event over it.
-        raw = self._choose("raw")
-        return [event for part in parts for event in raw.feed(part)]
+        # Not one event: as the reads came (each within the limit) — text, or with a
+        # format given, the events its lines hold (event_framing).
+        framing: Framing = "raw"
+        if not self._text:
+            framing = event_framing(b"".join(parts)) or "jsonl"
+        inner = self._choose(framing)
+        return [event for part in parts for event in inner.feed(part)]
+
+    def _sniff(self, *, final: bool) -> Sniffed | None:
+        """:func:`sniff_framing` of what is held, but never raw text when a format is given."""
+        sniffed = sniff_framing(self._pending, final=final)
+        if sniffed == "raw" and not self._text:
+            return event_framing(self._pending, final=final)
+        return sniffed
 
     def _choose(self, framing: Framing) -> SSEFramer | JSONLinesFramer | RawFramer:
         self.framing = framing
@@ -405,12 +456,17 @@ Framer = SSEFramer | JSONLinesFramer | RawFramer | AutoFramer
 
 
 def make_framer(
-    framing: Framing | Literal["auto"], max_event_bytes: int | None = None
+    framing: Framing | Literal["auto"],
+    max_event_bytes: int | None = None,
+    *,
+    text: bool = True,
 ) -> Framer:
     """Return a new framer for ``framing`` (``auto`` picks SSE, JSON lines or raw text).
 
     Events over ``max_event_bytes`` come out ``oversized`` (raw chunks are
-    never over: they are as big as the reads).
+    never over: they are as big as the reads). ``text=False``: ``auto`` never
+    picks raw text (the input's format is known to be one with events; see
+    :class:`AutoFramer`).
     """
     if framing == "sse":
         return SSEFramer(max_event_bytes)
@@ -418,7 +474,7 @@ def make_framer(
         return JSONLinesFramer(max_event_bytes)
     if framing == "raw":
         return RawFramer()
-    return AutoFramer(max_event_bytes)
+    return AutoFramer(max_event_bytes, text=text)
 
 
 def sse_payload(frame: bytes) -> bytes:
