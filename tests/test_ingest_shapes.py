@@ -166,6 +166,26 @@ def test_chat_a_tool_fragment_carrying_nothing_starts_no_call() -> None:
     assert tools(message) == [("function-call-1", "get_weather", '{"location": "Sydney"}')]
 
 
+def test_chat_an_error_field_line_is_the_providers_error() -> None:
+    """llama.cpp's server sent a mid-stream error as an ``error:`` SSE field until late 2025."""
+    line = b'error: {"code":500,"message":"the request exceeds the context size","type":"x"}\n\n'
+    message = last(chat(delta(content="Part"), done=False) + line, "openai")
+    assert message.aborted and texts(message, "text") == ["Part"]
+    assert [(b.error.source, b.error.code, b.text) for b in message.blocks if b.error] == [
+        ("provider", "500", "the request exceeds the context size")
+    ]
+    # As the first line of the input, it is still SSE (not plain text), and any format's.
+    for format in ("auto", "openai"):
+        message = last(line + b"data: [DONE]\n\n", format)
+        assert message.aborted and [b.text for b in message.blocks] == [
+            "the request exceeds the context size"
+        ]
+    # Not JSON: the error is its text.
+    busy = b"error: server busy\n\n"
+    message = last(chat(delta(content="Part"), done=False) + busy, "openai")
+    assert message.aborted and [b.text for b in message.blocks if b.error] == ["server busy"]
+
+
 def test_chat_finish_reason_empty_never_ends_a_choice() -> None:
     message = last(chat(delta("", content="a"), delta("", content="b"), delta("stop")), "openai")
     assert texts(message, "text") == ["ab"] and message.finish_reason == "stop"

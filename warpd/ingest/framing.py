@@ -143,7 +143,11 @@ class SSEFramer:
     """Server-Sent Events: ``data:`` lines joined by ``\\n`` until a blank line.
 
     ``:`` comment lines, ``id:`` and ``retry:`` are ignored; ``event:`` names the
-    event. An event whose data is empty or only whitespace is not an event
+    event. An ``error:`` line, which llama.cpp's server sent for an error in
+    mid-stream until late 2025 (``error: {"code": 500, "message": …}``), is
+    read as the data line it means, ``data: {"error": …}`` (what later
+    versions send), so that the provider's error is not lost in an unknown
+    field. An event whose data is empty or only whitespace is not an event
     (the WHATWG rule for an empty data buffer; proxies send ``data:`` lines as
     keep-alives). An event left without its blank line at the end of input is
     still delivered (a cut-off recording keeps its last event). An event over
@@ -185,6 +189,8 @@ class SSEFramer:
             field, sep, value = line.partition(b":")
             if sep and value[:1] == b" ":
                 value = value[1:]
+            if field == b"error" and sep:
+                field, value = b"data", _error_data(value)
             if field == b"data":
                 if not self._data:
                     if self._oversized:
@@ -222,6 +228,13 @@ class SSEFramer:
         self._name = None
 
 
+def _error_data(value: bytes) -> bytes:
+    """The data an ``error:`` line means: ``{"error": value}`` (a string if not a JSON object)."""
+    if value.strip()[:1] == b"{":
+        return b'{"error":' + value + b"}"
+    return b'{"error":' + msgspec.json.encode(value.decode("utf-8", "replace")) + b"}"
+
+
 class JSONLinesFramer:
     """One event per non-blank line (JSON lines, NDJSON); a line over the limit is ``oversized``."""
 
@@ -256,7 +269,7 @@ class RawFramer:
 
 
 # SSE fields other than data, and comments (which start with ":").
-_SSE_FIELDS = (b"event:", b"id:", b"retry:", b":")
+_SSE_FIELDS = (b"event:", b"id:", b"retry:", b"error:", b":")
 # Past this much input the start has said all it will: decide.
 _SNIFF_LIMIT = 1024 * 1024
 # The most input held as one JSON document when no event size limit is given

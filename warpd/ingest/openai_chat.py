@@ -30,7 +30,8 @@ quirks:
   call at the same index), a fragment carrying none of index, id, name or
   arguments (Gemini's ``extra_content``: no call is started for it), an
   argument fragment in the chunk that carries ``finish_reason``, a
-  mid-stream ``{"error": …}`` object (an object or a string).
+  mid-stream ``{"error": …}`` object (an object or a string; llama.cpp's
+  older ``error:`` SSE lines are read as one, see ``framing.SSEFramer``).
 
 A choice or tool-call ``index`` over :data:`~warpd.ingest.deltas.MAX_INDEX`
 (or negative) makes its chunk a schema mismatch: skipped. Chat chunks have
