@@ -136,6 +136,17 @@ def test_not_a_json_object_is_an_input_error() -> None:
         completion_events("anthropic", b"[1]")
 
 
+def test_a_body_nested_too_deeply_is_an_input_error_or_its_status() -> None:
+    """msgspec raises RecursionError for deep nesting: never out of these functions."""
+    deep = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InputError, match="nested too deeply"):
+        completion_events("openai", deep)
+    result = error_final("anthropic", 500, "Internal Server Error", deep)
+    assert result.aborted
+    (text,) = texts(result, "error")
+    assert text.startswith("api_error: HTTP 500 Internal Server Error: '{\"choices\": [[[")
+
+
 OPENAI_401 = json.dumps({"error": {"message": "Incorrect API key provided.",
                                    "type": "invalid_request_error", "param": None,
                                    "code": "invalid_api_key"}}).encode()

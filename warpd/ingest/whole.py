@@ -97,7 +97,7 @@ def error_events(format: str, status: int, reason: str, body: bytes) -> list[byt
     """
     try:
         whole = _any.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         whole = None
     error = whole.get("error") if isinstance(whole, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -139,6 +139,11 @@ def _object(body: bytes, format: str) -> dict[str, Any]:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InputError(
             f"a whole {format} response that is not JSON: {exc} (starts {preview(body)})"
+        ) from None
+    except RecursionError:
+        raise InputError(
+            f"a whole {format} response nested too deeply (starts {preview(body)})",
+            code="too-deep",
         ) from None
     if not isinstance(whole, dict):
         raise InputError(f"a whole {format} response that is not a JSON object: {preview(body)}")
