@@ -20,7 +20,7 @@ Run it bounded, from the project root::
 
     .venv/bin/pip install atheris            # or: pip install -e '.[fuzz]'
     .venv/bin/python bench/fuzz_decoders.py --runs 200000
-    .venv/bin/python bench/fuzz_decoders.py --max-time 300 --jobs 1
+    .venv/bin/python bench/fuzz_decoders.py --max-time 300
 
 The seed corpus is the recorded fixtures in ../shared/fixtures/streams (when
 present) plus the hand-written test streams, copied into a temporary
