@@ -499,6 +499,46 @@ def test_responses_a_done_item_never_added_keeps_its_content() -> None:
     assert input_errors(message) == ["done-without-item", "done-without-item"]
 
 
+def test_responses_without_output_index_go_to_their_items() -> None:
+    """llama.cpp's /v1/responses (and servers built on it) send no output_index at all."""
+    def added(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "response.output_item.added", "item": item}
+
+    def done(item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "response.output_item.done", "item": {**item, "status": "completed"}}
+
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
+    call = {"type": "function_call", "call_id": "call_1", "name": "get", "arguments": ""}
+    final = last(
+        responses(
+            added(reasoning),
+            {"type": "response.reasoning_text.delta", "item_id": "rs_1", "delta": "Think"},
+            done(reasoning),
+            added(message),
+            {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel"},
+            {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "lo"},
+            done(message),
+            added(call),
+            # An item_id that names no item (the call has no id): the latest item's.
+            {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{}"},
+            done({**call, "arguments": "{}"}),
+        ),
+        "openai-responses",
+    )
+    assert kinds(final) == ["reasoning", "text", "tool_call"] and input_errors(final) == []
+    assert texts(final, "reasoning") == ["Think"] and texts(final, "text") == ["Hello"]
+    assert tools(final) == [("call_1", "get", "{}")]
+    # From a server that sends output_index, an event without it is still skipped.
+    indexed = responses(
+        {"type": "response.output_item.added", "output_index": 0, "item": message},
+        {"type": "response.output_text.delta", "delta": "stray"},
+        {"type": "response.output_text.delta", "output_index": 0, "delta": "ok"},
+    )
+    final = last(indexed, "openai-responses")
+    assert texts(final, "text") == ["ok"] and input_errors(final) == ["missing-index"]
+
+
 def test_responses_arguments_before_their_item_start_a_tool_call() -> None:
     stream = responses(
         {"type": "response.function_call_arguments.delta", "output_index": 0, "delta": '{"a"'},

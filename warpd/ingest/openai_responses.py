@@ -1,8 +1,11 @@
 """OpenAI Responses API stream events to deltas.
 
 Output items are addressed by ``output_index`` (proxies may rotate
-``item_id``), and must be announced by ``response.output_item.added`` before
-any event refers to them:
+``item_id``; a server that leaves ``output_index`` out, as llama.cpp's
+``/v1/responses`` does, has each item it adds take the next index and its
+events go to the item their ``item_id`` names, else to the latest item
+added), and must be announced by ``response.output_item.added`` before any
+event refers to them:
 
 - ``message`` items: each content part (``content_index``) of
   ``output_text.delta`` is a text block, of ``refusal.delta`` a text block
@@ -107,6 +110,7 @@ class _Event(msgspec.Struct):
     refusal: str | None = None
     arguments: str | None = None
     input: str | None = None
+    item_id: str | None = None
     item: dict[str, Any] | None = None
     annotation: Any = None
     response: _Response | None = None
@@ -176,13 +180,20 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
         "done-without-item": "output_item.done for an item never added, or already done: "
         "read as that item added and done (its content is kept)",
         "item-fields": "an item field of the wrong shape: read as absent",
-        "missing-index": "an item event without output_index, or without its item: skipped",
+        "missing-index": "an event without output_index from a server that sends it, an "
+        "output_item event without its item: skipped",
     }
 
     def __init__(self, *, strict: bool = False) -> None:
         super().__init__(strict=strict)
         self._items: dict[int, _Item] = {}
         self._model: str | None = None
+        # For servers that leave output_index out (llama.cpp's /v1/responses):
+        # the index of each item by its id and call_id, and of the latest item.
+        self._ids: dict[str, int] = {}
+        self._latest: int | None = None
+        # Whether an item was added without output_index (the server's way).
+        self._unindexed = False
 
     @classmethod
     def detect(cls, probe: dict[str, Any]) -> bool:
@@ -287,6 +298,11 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
     ) -> _Item:
         itype = self._field(item_data, "type", event) or "unknown"
         item = self._items[index] = _Item(itype)
+        self._latest = index
+        for name in ("id", "call_id"):
+            value = item_data.get(name)
+            if isinstance(value, str) and value:
+                self._ids[value] = index
         key = ("item", index)
         tool = _TOOL_ITEMS.get(itype)
         if tool is not None:
@@ -407,6 +423,7 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
                 f"{event.type} for output_index {index} {state}: a {item_type} item starts",
             )
             item = self._items[index] = _Item(item_type)
+            self._latest = index
         elif item.type != item_type:
             self.irregular(
                 "event-for-other-item",
@@ -415,19 +432,51 @@ class OpenAIResponsesDecoder(UpstreamDecoder):
             )
         return item
 
-    @staticmethod
-    def _index(event: _Event) -> int:
-        if event.output_index is None:
-            raise InputError(f"{event.type} without output_index", code="missing-index")
-        return event.output_index
+    def _index(self, event: _Event) -> int:
+        """The ``output_index`` of an event, or, when the server leaves it out, its item's.
 
-    @staticmethod
-    def _item_event(event: _Event) -> tuple[int, dict[str, Any]]:
-        if event.output_index is None:
-            raise InputError(f"{event.type} without output_index", code="missing-index")
+        llama.cpp's ``/v1/responses`` sends no ``output_index``: an event
+        without one belongs to the item its ``item_id`` names, else (once an
+        item was added without one: the server's way) to the latest item
+        added. From a server that sends indexes, it is irregular: skipped.
+        """
+        if event.output_index is not None:
+            return event.output_index
+        if event.item_id is not None:
+            index = self._ids.get(event.item_id)
+            if index is not None:
+                return index
+        if self._unindexed and self._latest is not None:
+            return self._latest
+        raise InputError(f"{event.type} without output_index", code="missing-index")
+
+    def _item_event(self, event: _Event) -> tuple[int, dict[str, Any]]:
+        """The ``output_index`` and item of an ``output_item.added`` or ``.done`` event.
+
+        Without ``output_index``: the index of the item with the same id (or
+        call_id); else, for ``added``, the index after every item so far (and
+        the server is known to leave indexes out, see :meth:`_index`); for
+        ``done``, as for any event.
+        """
         if event.item is None:
             raise InputError(f"{event.type} without its item", code="missing-index")
-        return event.output_index, event.item
+        item = event.item
+        if event.output_index is not None:
+            return event.output_index, item
+        for name in ("id", "call_id"):
+            value = item.get(name)
+            if isinstance(value, str) and value in self._ids:
+                return self._ids[value], item
+        if event.type != "response.output_item.added":
+            return self._index(event), item
+        index = max(self._items) + 1 if self._items else 0
+        if index > MAX_INDEX:
+            raise InputError(
+                f"{event.type} without output_index, after {MAX_INDEX} items",
+                code="missing-index",
+            )
+        self._unindexed = True
+        return index, item
 
     def _field(self, item: dict[str, Any], name: str, event: _Event) -> str | None:
         """A string field of an item, or None (recorded when it holds something else)."""
