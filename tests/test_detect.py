@@ -199,6 +199,19 @@ def test_an_explicit_format_never_reads_its_input_as_plain_text() -> None:
     assert [b.text for b in final(headers + _CHAT).blocks] == [(headers + _CHAT).decode()]
 
 
+def test_a_first_json_line_longer_than_the_sniff_limit_is_json_in_any_reads() -> None:
+    """The same bytes give the same stream however they are read (1 MiB is the sniff limit)."""
+    long = "x" * (1536 * 1024)
+    data = (
+        json.dumps({"choices": [{"index": 0, "delta": {"content": long}}]}).encode() + b"\n"
+        + json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode()
+        + b"\n"
+    )  # fmt: skip
+    for size in (16384, 65536, len(data)):
+        last = final([data[i : i + size] for i in range(0, len(data), size)])
+        assert texts(last, "text") == [long] and last.finish_reason == "stop", size
+
+
 def test_auto_framer_waits_until_the_start_decides() -> None:
     framer = AutoFramer()
     assert framer.feed(b"\nda") == []

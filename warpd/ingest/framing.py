@@ -306,6 +306,11 @@ def sniff_framing(held: bytes, *, final: bool = True) -> Sniffed | None:
     if not lines:
         return None
     if start[:1] == b"{":
+        if not final and len(lines) == 1 and not start.endswith((b"\n", b"\r")):
+            # Past the sniff limit with the first line still arriving: a line
+            # that starts a JSON object and runs on for a MiB is an event (an
+            # image's base64, a long answer), as it is when read whole.
+            return "jsonl"
         return "jsonl" if _is_json_object(lines[0]) else "document"
     if start[:1] == b"[":
         return "raw"
