@@ -306,7 +306,7 @@ def sniff_framing(held: bytes, *, final: bool = True) -> Sniffed | None:
     if not lines:
         return None
     if start[:1] == b"{":
-        if not final and len(lines) == 1 and not start.endswith((b"\n", b"\r")):
+        if settled and not final and len(lines) == 1 and not start.endswith((b"\n", b"\r")):
             # Past the sniff limit with the first line still arriving: a line
             # that starts a JSON object and runs on for a MiB is an event (an
             # image's base64, a long answer), as it is when read whole.
