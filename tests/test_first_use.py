@@ -126,6 +126,9 @@ def _final_after_the_producer_goes(daemon: Daemon, sig: int) -> tuple[int, dict[
         while watcher.read_message()["type"] != "blocks":
             pass
         push.send_signal(sig)
+        # Its stdin stays open until it has gone: an end of input first would be
+        # another ending (a cut-off stream, status 5), not the one under test.
+        push.wait(timeout=4 * TIMEOUT_UNIT)
         push.communicate(timeout=4 * TIMEOUT_UNIT)
         final = watcher.messages_until_final()[-1]
     finally:
