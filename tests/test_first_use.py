@@ -117,24 +117,28 @@ def test_push_whose_stream_the_daemon_cut_off_at_shutdown_exits_5(short_tmp: Pat
 def _final_after_the_producer_goes(daemon: Daemon, sig: int) -> tuple[int, dict[str, Any]]:
     """Push the start of a stream, send ``sig`` to the push; its status and the final seen."""
     watcher = daemon.subscriber()
-    push = subprocess.Popen(warpd_command("push"), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
-    try:
-        assert push.stdin is not None
-        push.stdin.write(CUT_OFF)
-        push.stdin.flush()
-        while watcher.read_message()["type"] != "blocks":
-            pass
-        push.send_signal(sig)
-        # Its stdin stays open until it has gone: an end of input first would be
-        # another ending (a cut-off stream, status 5), not the one under test.
-        push.wait(timeout=4 * TIMEOUT_UNIT)
-        push.communicate(timeout=4 * TIMEOUT_UNIT)
-        final = watcher.messages_until_final()[-1]
-    finally:
-        watcher.close()
-        push.kill()
-        push.wait()
+    with subprocess.Popen(warpd_command("push"), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env) as push:
+        try:
+            assert push.stdin is not None
+            push.stdin.write(CUT_OFF)
+            push.stdin.flush()
+            while watcher.read_message()["type"] != "blocks":
+                pass
+            push.send_signal(sig)
+            # Its stdin stays open while the signal is handled: an end of input
+            # first would be another ending (a cut-off stream, status 5). Closed
+            # after a while all the same, so that no read can hold the exit.
+            try:
+                push.wait(timeout=2 * TIMEOUT_UNIT)
+            except subprocess.TimeoutExpired:
+                pass
+            push.communicate(timeout=4 * TIMEOUT_UNIT)
+            final = watcher.messages_until_final()[-1]
+        finally:
+            watcher.close()
+            push.kill()
+            push.wait()
     return push.returncode, final
 
 
