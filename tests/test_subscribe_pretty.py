@@ -155,3 +155,37 @@ def test_code_in_a_terminal_is_highlighted_and_never_cut(daemon: Daemon, short_t
         assert len(set(re.findall(r"\x1b\[[0-9;]*38;5;(\d+)", python))) >= 4
     finally:
         pane.kill()
+
+
+# Devanagari with its spacing vowel signs (ि, ा: category Mc, zero-width to
+# wcwidth, one cell in tmux, glibc, xterm and VTE), and the Hangul filler
+# U+3164 (zero-width to wcwidth, two cells there).
+HINDI = (
+    "नमस्ते दुनिया! यह एक परीक्षण है। हिन्दी में लिखा गया लंबा अनुच्छेद जो कई "
+    "पंक्तियों में लपेटा जाएगा ताकि हम देख सकें कि टर्मिनल पर क्या होता है।"
+)
+FILLERS = " ".join(["word " + "\u3164" * 10] * 5)
+
+
+@pytest.mark.parametrize("text", [HINDI, FILLERS], ids=["devanagari", "hangul-filler"])
+def test_characters_terminals_draw_wider_than_wcwidth_leave_no_copies_of_the_tail(
+    daemon: Daemon, short_tmp: Path, text: str
+) -> None:
+    """The live tail is erased by counting its rows: a character the terminal draws
+    wider than the renderer counted makes a tail row wrap, and every repaint then
+    leaves a copy of the tail's top in the scrollback."""
+    chunk = '{"choices": [{"index": 0, "delta": {"content": %s}, "finish_reason": %s}]}'
+    events = [chunk % (json.dumps(text[i : i + 3]), "null") for i in range(0, len(text), 3)]
+    events.append(chunk % ('""', '"stop"'))
+    path = short_tmp / "answer.sse"
+    path.write_text("".join(f"data: {event}\n\n" for event in events) + "data: [DONE]\n\n")
+    command = ["env", *(f"{k}={v}" for k, v in daemon.env.items() if k.startswith("XDG_")),
+               sys.executable, "-m", "warpd", "play", "--speed", "3", str(path)]
+    pane = TmuxPane(short_tmp, command, 60, 20)
+    try:
+        lines = pane.wait_for("the exit status", lambda ls: any("[exit " in x for x in ls))
+        assert lines[-1].endswith("[exit 0]"), "\n".join(lines)
+        body = lines[1 : lines.index(footers(lines)[0])]
+        assert "".join(body).replace(" ", "") == text.replace(" ", ""), "\n".join(lines)
+    finally:
+        pane.kill()

@@ -4,11 +4,17 @@ Widths come from wcwidth, one character at a time, as VT emulators (and
 pyte) place them: wide CJK and emoji count 2, combining marks 0. Emoji
 sequences joined by ZWJ count as the sum of their parts, and VS16 counts 1:
 terminals that draw them narrower leave a row short, never overflowing it,
-which is what keeps the live tail's cursor arithmetic right.
+which is what keeps the live tail's cursor arithmetic right. For the same
+reason a character wcwidth calls zero-width but that is neither a
+non-spacing mark nor a format character counts as it would take a cell of
+its own: the spacing vowel signs of Devanagari, Bengali, Tamil and the other
+Indic scripts (``ि``, ``ा``: category Mc), which glibc, tmux, xterm and VTE
+draw one cell wide, and the Hangul filler U+3164, which they draw two.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 
 from wcwidth import wcwidth
@@ -16,6 +22,9 @@ from wcwidth import wcwidth
 from warpd.render.style import PLAIN, Row, Segment, Style
 
 _widths: dict[str, int] = {}
+# What every terminal draws with no width of its own: non-spacing and enclosing
+# marks, format characters (ZWJ, ZWSP, the BOM), a lone surrogate's category aside.
+_ZERO_WIDTH_CATEGORIES = ("Mn", "Me", "Cf")
 
 
 def char_width(ch: str) -> int:
@@ -25,6 +34,9 @@ def char_width(ch: str) -> int:
     width = _widths.get(ch)
     if width is None:
         width = 1 if ch == "\ufe0f" else max(0, wcwidth(ch))
+        if width == 0 and unicodedata.category(ch) not in _ZERO_WIDTH_CATEGORIES:
+            # Counted generously: a terminal that draws it narrower leaves a row short.
+            width = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
         _widths[ch] = width
     return width
 
@@ -45,6 +57,9 @@ def text_width(text: str) -> int:
 
 # Rows repeat the same short non-ASCII pieces (rules, separators, spinners).
 _text_widths: dict[str, int] = {}
+# What every terminal draws with no width of its own: non-spacing and enclosing
+# marks, format characters (ZWJ, ZWSP, the BOM), a lone surrogate's category aside.
+_ZERO_WIDTH_CATEGORIES = ("Mn", "Me", "Cf")
 
 
 class Layout:
