@@ -169,3 +169,36 @@ def test_a_table_never_cuts_a_long_word() -> None:
     # Too narrow for it: the source lines, unbroken.
     narrow = render(text_stream(table), 40, plain=True)[0]
     assert f"| docs | {url} |" in narrow
+
+
+STEPS = """\
+1. Install it:
+
+    ```bash
+    pip install watchdog
+    ```
+
+2. Run it:
+
+    - with a nested list
+        ```python
+        import watchdog
+        ```
+
+Done, **that** is all.
+"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_fence_under_a_list_item_closes_at_its_own_indent(width: int) -> None:
+    """Fences indented under a list item (4 spaces and more) close where they were
+    opened: what follows is markdown again, not code."""
+    messages = text_stream(STEPS, seed=width)
+    lines, chunks = render(messages, width, color=False)
+    check_output(chunks)
+    assert "2. Run it:" in lines and "Done, that is all." in lines
+    assert "    pip install watchdog" in lines and "        import watchdog" in lines
+    # A fence opened at the margin is not closed by one indented 4 spaces (CommonMark).
+    margin = render(text_stream("```\ncode\n    ```\n**still code**\n```\n"), width, color=False)
+    assert "**still code**" in margin[0]
+    assert render(messages, width)[0] == one_shot(messages, width)

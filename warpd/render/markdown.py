@@ -87,9 +87,10 @@ class MarkdownWriter:
         self._kind: str | None = None
         self._wrapper: Wrapper | None = None
         self._inline: InlineMarkdown | None = None
-        # The fenced block being read: its fence, quote depth, highlighter.
+        # The fenced block being read: its fence, quote depth, indent, highlighter.
         self._fence = ""
         self._fence_depth = 0
+        self._fence_indent = 0
         self._code: CodeHighlighter | None = None
         self._code_line: list[str] = []
         self._prefix: Row = []
@@ -218,6 +219,7 @@ class MarkdownWriter:
                 return
             self._fence = fence.group()
             self._fence_depth = depth
+            self._fence_indent = indent
             self._prefix = bars
             language = info.split()[0].strip("{}.") if info.split() else ""
             self._code = CodeHighlighter(
@@ -280,7 +282,12 @@ class MarkdownWriter:
             at = marker.end()
         code = line[at:]
         fence_char = self._fence[0]
-        candidate = re.fullmatch(" {0,3}" + re.escape(fence_char) + "* *", code)
+        # A closing fence may be indented up to 3 spaces more than the opening
+        # one: a fence under a list item ("1. Run:" then "    ```") closes at
+        # the item's indent, as CommonMark has it.
+        probe = code.replace("\t", _TAB)
+        limit = self._fence_indent + 3
+        candidate = re.fullmatch(f" {{0,{limit}}}" + re.escape(fence_char) + "* *", probe)
         if candidate is not None and not final:
             return True
         if candidate is not None and code.strip().startswith(self._fence):
