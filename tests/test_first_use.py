@@ -114,11 +114,18 @@ def test_push_whose_stream_the_daemon_cut_off_at_shutdown_exits_5(short_tmp: Pat
     assert push.returncode == 5
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _final_after_the_producer_goes(daemon: Daemon, sig: int) -> tuple[int, dict[str, Any]]:
     """Push the start of a stream, send ``sig`` to the push; its status and the final seen."""
     watcher = daemon.subscriber()
+    # SIGINT as a terminal gives it, even when this test runs where it is ignored
+    # (a background job of a non-interactive shell inherits SIGINT ignored).
     with subprocess.Popen(warpd_command("push"), stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env) as push:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env,
+                          preexec_fn=_default_sigint) as push:
         try:
             assert push.stdin is not None
             push.stdin.write(CUT_OFF)
